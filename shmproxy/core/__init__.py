@@ -1,0 +1,1 @@
+"""shmproxy's working core: ring, records, settings, proxy, adapters. No printing, no Typer."""

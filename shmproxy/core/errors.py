@@ -1,0 +1,49 @@
+"""Exceptions raised by shmproxy's core.
+
+Every error carries a one-line, human-readable message naming what is wrong, so the CLI can print
+``str(exc)`` as-is and exit with the class's ``exit_code``.
+"""
+
+from __future__ import annotations
+
+
+class ShmProxyError(Exception):
+    """Base class of every error shmproxy raises on purpose."""
+
+    exit_code = 1
+
+
+class SettingsError(ShmProxyError, ValueError):
+    """A setting (environment variable, .env entry or flag) has a value that is not allowed."""
+
+    exit_code = 2
+
+
+class SegmentError(ShmProxyError):
+    """Something is wrong with a shared-memory segment."""
+
+    exit_code = 3
+
+
+class SegmentNotFoundError(SegmentError, FileNotFoundError):
+    """The named segment does not exist."""
+
+    exit_code = 4
+
+
+class ForeignSegmentError(SegmentError):
+    """The segment exists but is not a shmproxy ring (other magic, version or layout)."""
+
+    exit_code = 5
+
+
+class CorruptSegmentError(SegmentError):
+    """The segment claims to be a shmproxy ring but its header is inconsistent."""
+
+    exit_code = 6
+
+
+class RecordError(ShmProxyError, ValueError):
+    """A tick cannot be turned into a record (missing field, bad value, symbol too long)."""
+
+    exit_code = 2

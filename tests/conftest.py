@@ -1,0 +1,43 @@
+"""Shared fixtures: unique ring names in the real /dev/shm, removed after each test."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+SHM = Path("/dev/shm")
+
+
+@pytest.fixture
+def ring_name() -> str:
+    """A fresh ring name; whatever the test created under it is removed afterwards."""
+    name = f"shmproxy_test_{uuid.uuid4().hex[:12]}"
+    yield name
+    (SHM / name).unlink(missing_ok=True)
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Drop any shmproxy/OpenAlgo settings the developer's shell may carry."""
+    for key in list(os.environ):
+        if key.startswith(("SHM_", "WEBSOCKET_", "WS_", "MAX_", "SHMPROXY_", "ZMQ_", "ENABLE_")):
+            monkeypatch.delenv(key)
+
+
+def run_python(code: str, *args: str, timeout: float = 60, **kwargs) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter (a real, separate process)."""
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=timeout, **kwargs
+    )
+
+
+def run_cli(*args: str, timeout: float = 60, **kwargs) -> subprocess.CompletedProcess:
+    """Run the installed ``shmproxy`` command line in a subprocess."""
+    return subprocess.run(
+        [sys.executable, "-m", "shmproxy", *args], capture_output=True, text=True, timeout=timeout, **kwargs
+    )
