@@ -35,7 +35,7 @@ def test_env_file_then_environment_then_flags(clean_env: None, tmp_path: Path, m
     [
         ("SHM_BUFFER_SIZE", "abc", "SHM_BUFFER_SIZE='abc' is not valid"),
         ("SHM_BUFFER_SIZE", "10", "SHM_BUFFER_SIZE='10' is out of range"),
-        ("WEBSOCKET_PORT", "70000", "WEBSOCKET_PORT='70000' is out of range: allowed 1 to 65535"),
+        ("WEBSOCKET_PORT", "70000", "WEBSOCKET_PORT='70000' is out of range: allowed 0 to 65535"),
         ("SHM_BUFFER_NAME", "a/b", "SHM_BUFFER_NAME='a/b' is not valid"),
         ("WS_PING_TIMEOUT", "soon", "WS_PING_TIMEOUT='soon' is not valid"),
     ],
@@ -48,8 +48,8 @@ def test_bad_values_name_variable_value_and_range(clean_env: None, monkeypatch, 
 
 
 def test_bad_flag_value_is_checked_like_its_variable(clean_env: None) -> None:
-    with pytest.raises(SettingsError, match="WEBSOCKET_PORT='0' is out of range"):
-        Settings.load(overrides={"websocket_port": 0})
+    with pytest.raises(SettingsError, match="WEBSOCKET_PORT='-1' is out of range"):
+        Settings.load(overrides={"websocket_port": -1})
 
 
 def test_env_file_problems(clean_env: None, tmp_path: Path) -> None:

@@ -42,7 +42,7 @@ def _root(
 
 def _register_commands() -> None:
     """Each command module adds its commands to ``app`` when imported."""
-    # command modules are imported here as they are added
+    from . import serve  # noqa: F401
 
 
 def main() -> None:

@@ -12,8 +12,8 @@ from rich.markup import escape
 
 from ..core.settings import Settings
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+console = Console(highlight=False, soft_wrap=True)  # never wrap a line a script may parse
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)  # errors stay one line
 
 EnvFileOption = typer.Option(
     None, "--env-file", help="Read settings from this .env file (the environment still wins over it).",

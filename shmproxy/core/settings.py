@@ -88,7 +88,7 @@ class Settings:
         "ring size in bytes, header included",
     )
     websocket_host: str = _setting("WEBSOCKET_HOST", _text, "127.0.0.1", "address serve binds")
-    websocket_port: int = _setting("WEBSOCKET_PORT", _int_range(1, 65535), 8765, "port serve binds")
+    websocket_port: int = _setting("WEBSOCKET_PORT", _int_range(0, 65535), 8765, "port serve binds (0: any free port)")
     ws_auth_grace_seconds: float = _setting(
         "WS_AUTH_GRACE_SECONDS", _float_range(0.1, 3600), 15.0, "seconds a client may stay unauthenticated"
     )

@@ -19,6 +19,7 @@ _SPIN_POLLS = 20
 _SLEEPS = (0.00005, 0.0001, 0.00025, 0.0005)
 _PARK_S = 0.25  # longest single park: bounds how late a re-created segment or a deadline is noticed
 _FALLBACK_SLEEP_S = 0.001
+_ASYNC_IDLE_S = 0.001  # asyncio's timers resolve to about 1 ms: one such sleep before parking
 _REPLACED_CHECK_S = 0.5  # how often an idle reader looks for a re-created segment
 
 
@@ -133,6 +134,7 @@ class SharedMemorySubscriber:
             await asyncio.sleep(0)
         while True:
             seen = self._segment.write_seq()
+            await asyncio.sleep(_ASYNC_IDLE_S)  # park only after a silence longer than WAKE_AFTER_GAP_NS
             ticks = self.poll(limit)
             if ticks:
                 return ticks
