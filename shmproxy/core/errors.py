@@ -47,3 +47,43 @@ class RecordError(ShmProxyError, ValueError):
     """A tick cannot be turned into a record (missing field, bad value, symbol too long)."""
 
     exit_code = 2
+
+
+class EnvFileError(ShmProxyError):
+    """A ``.env`` file cannot be used (``migrate-config``); each subclass has an exit code of its own."""
+
+
+class EnvFileMissingError(EnvFileError):
+    """The file does not exist."""
+
+    exit_code = 10
+
+
+class EnvFileNotFileError(EnvFileError):
+    """The path is a directory or another non-regular file."""
+
+    exit_code = 11
+
+
+class EnvFileUnreadableError(EnvFileError):
+    """The file exists but cannot be read (permissions, I/O error)."""
+
+    exit_code = 12
+
+
+class EnvFileNotTextError(EnvFileError):
+    """The content is not UTF-8 text (another encoding, or binary)."""
+
+    exit_code = 13
+
+
+class EnvFileWriteError(EnvFileError):
+    """The backup or the new file cannot be written; the original is left as it was."""
+
+    exit_code = 14
+
+
+class MigrateOptionError(ShmProxyError):
+    """An option of ``migrate-config`` cannot be used (unknown broker, bad user id)."""
+
+    exit_code = 2
