@@ -198,6 +198,12 @@ class RingReader:
         self.cursor = cursor
         return out
 
+    def ready(self) -> bool:
+        """True when the record at the cursor is complete, or the cursor was lapped: a read will
+        make progress. Reads only the slot's end marker."""
+        offset = _HEADER + (self.cursor % self._capacity) * _SLOT + _END_AT
+        return _BEGIN.unpack_from(self._buf, offset)[0] >= self.cursor
+
     def _skip_lapped(self, cursor: int, seen: int) -> int:
         """A writer has overwritten ``cursor``'s slot with ``seen``: resume at the oldest record left."""
         oldest = max(self.segment.write_seq(), seen) - self._capacity + 1

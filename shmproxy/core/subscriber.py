@@ -19,8 +19,26 @@ _SPIN_POLLS = 20
 _SLEEPS = (0.00005, 0.0001, 0.00025, 0.0005)
 _PARK_S = 0.25  # longest single park: bounds how late a re-created segment or a deadline is noticed
 _FALLBACK_SLEEP_S = 0.001
-_ASYNC_IDLE_S = 0.001  # asyncio's timers resolve to about 1 ms: one such sleep before parking
 _REPLACED_CHECK_S = 0.5  # how often an idle reader looks for a re-created segment
+
+
+def _expired(deadline: float | None) -> bool:
+    return deadline is not None and time.monotonic() >= deadline
+
+
+def _step(deadline: float | None) -> float:
+    """The end of the next bounded wait: at most _PARK_S, never past ``deadline``."""
+    step = time.monotonic() + _PARK_S
+    return step if deadline is None else min(step, deadline)
+
+
+def _sleep_until(when: float) -> bool:
+    """Sleep until ``when``; False when it had already passed."""
+    left = when - time.monotonic()
+    if left <= 0:
+        return False
+    time.sleep(left)
+    return True
 
 
 class NameDecoder:
@@ -104,42 +122,26 @@ class SharedMemorySubscriber:
     def wait(self, timeout: float | None = None, limit: int = 4096) -> list[Tick]:
         """Block until ticks arrive (returning them) or ``timeout`` seconds pass (returning [])."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        for idle in range(_SPIN_POLLS + len(_SLEEPS)):
-            ticks = self.poll(limit)
-            if ticks:
-                return ticks
-            if idle >= _SPIN_POLLS and not self._pause(_SLEEPS[idle - _SPIN_POLLS], deadline):
-                return []
         while True:
-            seen = self._segment.write_seq()
             ticks = self.poll(limit)
-            if ticks:
+            if ticks or _expired(deadline):
                 return ticks
-            if not self._park(seen, deadline):
-                return []
+            self._wait_ready(_step(deadline))
             self._check_replaced()
 
     async def wait_async(self, timeout: float | None = None, limit: int = 4096) -> list[Tick]:
         """Like :meth:`wait`, without blocking the event loop.
 
-        A busy ring is polled between other tasks; an idle one is parked on in a worker thread,
-        which costs no CPU and wakes the loop as soon as a record arrives.
+        The waiting (spin, short sleeps, futex park) happens in a worker thread that reads
+        nothing, so cancelling this coroutine never loses a tick; the loop does the reading.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         loop = asyncio.get_running_loop()
-        for _ in range(_SPIN_POLLS):
-            ticks = self.poll(limit)
-            if ticks:
-                return ticks
-            await asyncio.sleep(0)
         while True:
-            seen = self._segment.write_seq()
-            await asyncio.sleep(_ASYNC_IDLE_S)  # park only after a silence longer than WAKE_AFTER_GAP_NS
             ticks = self.poll(limit)
-            if ticks:
+            if ticks or _expired(deadline):
                 return ticks
-            if not await loop.run_in_executor(None, self._park, seen, deadline):
-                return []
+            await loop.run_in_executor(None, self._wait_ready, _step(deadline))
             self._check_replaced()
 
     def __aiter__(self) -> AsyncIterator[Tick]:
@@ -150,28 +152,26 @@ class SharedMemorySubscriber:
             for tick in await self.wait_async():
                 yield tick
 
-    def _pause(self, pause: float, deadline: float | None) -> bool:
-        """Sleep ``pause`` (cut short at ``deadline``); False when the deadline has passed."""
-        if deadline is not None:
-            left = deadline - time.monotonic()
+    def _wait_ready(self, until: float) -> bool:
+        """Wait until a record is ready at the cursor (True) or ``until`` passes (False); reads nothing."""
+        ready = self._reader.ready
+        for _ in range(_SPIN_POLLS):
+            if ready():
+                return True
+        for pause in _SLEEPS:
+            if not _sleep_until(min(until, time.monotonic() + pause)) or ready():
+                return ready()
+        while True:
+            seen = self._segment.write_seq()
+            if ready():
+                return True
+            left = until - time.monotonic()
             if left <= 0:
                 return False
-            pause = min(pause, left)
-        time.sleep(pause)
-        return True
-
-    def _park(self, seen_seq: int, deadline: float | None) -> bool:
-        """Park until the write sequence moves past ``seen_seq``; False when the deadline has passed."""
-        pause = _PARK_S if self._waiter.available else _FALLBACK_SLEEP_S
-        if deadline is not None:
-            pause = min(pause, deadline - time.monotonic())
-            if pause <= 0:
-                return False
-        if self._waiter.available:
-            self._waiter.wait(seen_seq, pause)
-        else:
-            time.sleep(pause)
-        return True
+            if self._waiter.available:
+                self._waiter.wait(seen, left)
+            else:
+                time.sleep(min(left, _FALLBACK_SLEEP_S))
 
     def _check_replaced(self) -> None:
         """Re-attach when the ring was re-created under our name (a new generation)."""

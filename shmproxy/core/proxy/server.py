@@ -11,6 +11,7 @@ import asyncio
 import errno
 import json
 import logging
+import socket
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +35,7 @@ HIGH_WATER_BYTES_PER_FRAME = 512  # WS_MAX_QUEUE frames of about this size may w
 HOUSEKEEPING_INTERVAL_S = 0.1
 CLOSE_TIMEOUT_S = 2.0
 SLOW_CLIENT_CLOSE = 1008
+SOCKET_SEND_BUFFER = 128 * 1024
 
 
 class ServeError(ShmProxyError):
@@ -118,6 +120,7 @@ class ProxyServer:
         return None
 
     async def _handle(self, connection: ServerConnection) -> None:
+        _limit_socket_buffer(connection)
         max_queue = self.settings.ws_max_queue
         client = Client(connection, max_queue, max_queue * HIGH_WATER_BYTES_PER_FRAME)
         self.hub.add(client)
@@ -171,6 +174,14 @@ class ProxyServer:
                     task = asyncio.create_task(client.connection.close(SLOW_CLIENT_CLOSE, "client too slow"))
                     self._closing.add(task)
                     task.add_done_callback(self._closing.discard)
+
+
+def _limit_socket_buffer(connection: ServerConnection) -> None:
+    """Cap the kernel's send buffer: megabytes of stale ticks queued in the kernel would reach a
+    slow client seconds late, where a small buffer backs up into our queue, which conflates."""
+    sock = connection.transport.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_SEND_BUFFER)
 
 
 def _close_summary(connection: ServerConnection) -> str:
