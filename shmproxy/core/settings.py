@@ -109,10 +109,7 @@ class Settings:
 
         ``overrides`` maps field names to already-typed values (flags); ``None`` values are ignored.
         """
-        source: dict[str, str | None] = {}
-        if env_file is not None:
-            source.update(read_env_file(env_file))
-        source.update(os.environ)
+        source = load_environment(env_file)
         values: dict[str, Any] = {}
         for f in fields(cls):
             raw = source.get(f.metadata["env"])
@@ -132,6 +129,16 @@ class Settings:
             raw = ",".join(value) if isinstance(value, (list, tuple)) else str(value)
             changes[name] = f.metadata["parse"](f.metadata["env"], raw)
         return replace(self, **changes)
+
+
+def load_environment(env_file: str | os.PathLike[str] | None = None) -> dict[str, str]:
+    """The variables shmproxy sees: ``env_file`` (if given) overlaid by the process environment.
+
+    Adapters read their own settings (``ENABLE_*``, ``FLATTRADE_*``, ...) from this mapping.
+    """
+    source = {k: v for k, v in (read_env_file(env_file) if env_file is not None else {}).items() if v is not None}
+    source.update(os.environ)
+    return source
 
 
 def read_env_file(path: str | os.PathLike[str]) -> dict[str, str | None]:

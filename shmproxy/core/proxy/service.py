@@ -1,4 +1,4 @@
-"""Running serve as a service: build the hub from settings, start, wait for a stop signal, stop."""
+"""serve as a whole: the proxy server plus the broker adapters, started and stopped in order."""
 
 from __future__ import annotations
 
@@ -6,8 +6,12 @@ import asyncio
 import ipaddress
 import logging
 import signal
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Mapping
 
+from ..adapters.manager import AdapterManager
+from ..adapters.registry import installed
+from ..publisher import SharedMemoryPublisher
+from ..settings import Settings
 from .auth import KeyVerifier
 from .hub import Hub, HubConfig
 from .server import ProxyServer
@@ -24,27 +28,59 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-async def run_until_stopped(server: ProxyServer, on_ready: Callable[[ProxyServer], None] | None = None,
+class ProxyService:
+    """The proxy server and its adapters. Checks adapter settings on construction (SettingsError)."""
+
+    def __init__(self, settings: Settings, keys: Iterable[str], config: Mapping[str, str]) -> None:
+        self.settings = settings
+        self.config = config
+        self.adapters = AdapterManager.from_config(config)
+        self.publisher: SharedMemoryPublisher | None = None
+        verifier = KeyVerifier(keys)
+        hub_config = HubConfig(
+            broker=self.adapters.broker,
+            max_symbols=settings.max_symbols_per_websocket,
+            adapter_status=lambda: self.adapters.summary(),
+            supported_brokers=lambda: sorted(installed()),
+        )
+        self.hub = Hub(verifier.verify, hub_config, upstream=self._on_upstream, check_instrument=self._check_instrument)
+        self.server = ProxyServer(settings, self.hub)
+
+    def _on_upstream(self, changes) -> None:
+        self.adapters.on_upstream(changes)
+
+    def _check_instrument(self, exchange: str, symbol: str) -> str | None:
+        return self.adapters.check_instrument(exchange, symbol)
+
+    async def start(self) -> None:
+        """Ring and socket first (the checks that can fail), then the adapters."""
+        await self.server.start()
+        if self.adapters.adapters:
+            self.publisher = SharedMemoryPublisher(buffer_name=self.settings.shm_buffer_name, settings=self.settings)
+            await self.adapters.start(self.publisher)
+
+    async def stop(self) -> None:
+        await self.server.stop()
+        await self.adapters.stop()
+        if self.publisher is not None:
+            self.publisher.close()
+            self.publisher = None
+
+
+async def run_until_stopped(service: ProxyService, on_ready: Callable[[ProxyService], None] | None = None,
                             stop: asyncio.Event | None = None) -> None:
-    """Start ``server``, call ``on_ready``, serve until SIGINT/SIGTERM (or ``stop``), then stop it."""
+    """Start ``service``, call ``on_ready``, serve until SIGINT/SIGTERM (or ``stop``), then stop it."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     try:
-        await server.start()
+        await service.start()
         if on_ready is not None:
-            on_ready(server)
+            on_ready(service)
         await stop.wait()
         log.info("shutting down")
     finally:
-        await server.stop()
+        await service.stop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
-
-
-def build_server(settings, keys: Iterable[str]) -> ProxyServer:
-    """A proxy server for ``settings`` accepting ``keys``."""
-    verifier = KeyVerifier(keys)
-    hub = Hub(verifier.verify, HubConfig(max_symbols=settings.max_symbols_per_websocket))
-    return ProxyServer(settings, hub)

@@ -1,0 +1,96 @@
+"""Running adapters inside serve: start, route subscription changes, report status, stop.
+
+The hub reports, synchronously, every change of the level an instrument is needed at (see
+:class:`~shmproxy.core.proxy.registry.UpstreamChange`). The manager queues them and a worker task per
+adapter applies them in order, so a slow broker call never blocks the event loop's other work and
+an adapter's fault (it raises) is logged without taking serve down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Mapping
+
+from ..publisher import SharedMemoryPublisher
+from ..proxy.registry import UpstreamChange
+from .base import Adapter, AdapterStatus
+from .registry import enabled_adapters
+
+log = logging.getLogger("shmproxy.adapters")
+
+STOP_TIMEOUT_S = 3.0
+
+
+class AdapterManager:
+    def __init__(self, adapters: list[Adapter]) -> None:
+        self.adapters = adapters
+        # Created now, so changes that arrive before start() wait for it instead of getting lost.
+        self._queues: dict[str, asyncio.Queue[UpstreamChange]] = {a.name: asyncio.Queue() for a in adapters}
+        self._workers: list[asyncio.Task] = []
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, str]) -> AdapterManager:
+        """The enabled adapters, checked (raises SettingsError naming the first problem)."""
+        return cls([adapter_class(config) for adapter_class in enabled_adapters(config)])
+
+    @property
+    def broker(self) -> str:
+        """The name clients see in acks: the adapter's, or "shmproxy" when ticks only come from the ring."""
+        return "+".join(a.name for a in self.adapters) or "shmproxy"
+
+    async def start(self, publisher: SharedMemoryPublisher) -> None:
+        """Give every adapter the ring's publisher and start it."""
+        for adapter in self.adapters:
+            adapter.publisher = publisher
+            await adapter.start()
+            queue = self._queues[adapter.name]
+            self._workers.append(asyncio.create_task(self._apply(adapter, queue), name=f"adapter-{adapter.name}"))
+
+    def on_upstream(self, changes: list[UpstreamChange]) -> None:
+        """Called by the hub: queue the changes for every adapter that can serve each instrument."""
+        for change in changes:
+            for adapter in self.adapters:
+                if change.new_mode == 0 or adapter.check_instrument(change.exchange, change.symbol) is None:
+                    self._queues[adapter.name].put_nowait(change)
+
+    def check_instrument(self, exchange: str, symbol: str) -> str | None:
+        """Why no adapter can serve the instrument, or None (always None without adapters)."""
+        if not self.adapters:
+            return None
+        reasons = [a.check_instrument(exchange, symbol) for a in self.adapters]
+        return None if any(r is None for r in reasons) else reasons[0]
+
+    def statuses(self) -> list[AdapterStatus]:
+        return [a.status() for a in self.adapters]
+
+    def summary(self) -> str:
+        """One word for get_broker_info's adapter_status."""
+        if not self.adapters:
+            return "ring"
+        states = {a.state.value for a in self.adapters}
+        return states.pop() if len(states) == 1 else "mixed"
+
+    async def stop(self) -> None:
+        for worker in self._workers:
+            worker.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+        self._workers = []
+        for adapter in self.adapters:
+            try:
+                await asyncio.wait_for(adapter.stop(), STOP_TIMEOUT_S)
+            except asyncio.TimeoutError:
+                log.warning("%s adapter did not stop within %gs", adapter.name, STOP_TIMEOUT_S)
+            except Exception as exc:
+                log.warning("%s adapter failed while stopping: %s", adapter.name, exc)
+
+    async def _apply(self, adapter: Adapter, queue: asyncio.Queue[UpstreamChange]) -> None:
+        while True:
+            change = await queue.get()
+            try:
+                if change.new_mode:
+                    await adapter.subscribe(change.exchange, change.symbol, change.new_mode)
+                else:
+                    await adapter.unsubscribe(change.exchange, change.symbol)
+            except Exception as exc:
+                log.warning("%s adapter failed on %s:%s: %s", adapter.name, change.exchange, change.symbol, exc)

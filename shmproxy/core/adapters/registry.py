@@ -1,0 +1,92 @@
+"""Finding adapters: every class registered under the ``shmproxy.adapters`` entry-point group.
+
+The built-ins (``mock``, ``flattrade``) register the same way in this project's pyproject.toml, so a
+third-party package adds a broker by declaring its own entry point, without touching shmproxy.
+An adapter is enabled by ``ENABLE_<NAME>=true`` in the environment or the .env file.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Mapping
+
+from ..errors import SettingsError
+from .base import Adapter
+
+GROUP = "shmproxy.adapters"
+log = logging.getLogger("shmproxy.adapters")
+_TRUE = ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class AdapterInfo:
+    """What ``shmproxy adapters`` shows about one installed adapter."""
+
+    name: str
+    description: str
+    enabled: bool
+    problems: list[str]
+    load_error: str | None = None
+
+    @property
+    def configured(self) -> bool:
+        return not self.problems and self.load_error is None
+
+
+def enable_variable(name: str) -> str:
+    return f"ENABLE_{name.upper().replace('-', '_')}"
+
+
+def is_enabled(name: str, config: Mapping[str, str]) -> bool:
+    raw = (config.get(enable_variable(name)) or "").strip().lower()
+    if raw and raw not in _TRUE + ("0", "false", "no", "off"):
+        raise SettingsError(f"{enable_variable(name)}={config[enable_variable(name)]!r} is not valid: expected true or false")
+    return raw in _TRUE
+
+
+def installed() -> dict[str, type[Adapter] | Exception]:
+    """Adapter classes by name; an entry point that fails to load maps to its exception."""
+    found: dict[str, type[Adapter] | Exception] = {}
+    for point in entry_points(group=GROUP):
+        try:
+            cls = point.load()
+            if not (isinstance(cls, type) and issubclass(cls, Adapter)):
+                raise TypeError(f"{point.value} is not an Adapter subclass")
+            found[point.name] = cls
+        except Exception as exc:  # a broken third-party adapter must not take serve down
+            found[point.name] = exc
+    return dict(sorted(found.items()))
+
+
+def describe(config: Mapping[str, str]) -> list[AdapterInfo]:
+    infos = []
+    for name, cls in installed().items():
+        enabled = (config.get(enable_variable(name)) or "").strip().lower() in _TRUE
+        if isinstance(cls, Exception):
+            infos.append(AdapterInfo(name, "", enabled, [], f"cannot load: {cls}"))
+        else:
+            infos.append(AdapterInfo(name, cls.description, enabled, cls.check(config)))
+    return infos
+
+
+def enabled_adapters(config: Mapping[str, str]) -> list[type[Adapter]]:
+    """The enabled adapters' classes; an enabled adapter that cannot run is a SettingsError."""
+    chosen = []
+    for name, cls in installed().items():
+        if not is_enabled(name, config):
+            continue
+        if isinstance(cls, Exception):
+            raise SettingsError(f"{enable_variable(name)} is set but the {name} adapter cannot be loaded: {cls}")
+        problems = cls.check(config)
+        if problems:
+            raise SettingsError(f"{enable_variable(name)} is set but the {name} adapter is not configured: {problems[0]}")
+        chosen.append(cls)
+    known = set(installed())
+    for key, value in config.items():
+        if key.startswith("ENABLE_") and (value or "").strip().lower() in _TRUE:
+            name = key[len("ENABLE_"):].lower().replace("_", "-")
+            if name not in known and name.replace("-", "_") not in known:
+                log.warning("%s is set but no adapter named %r is installed", key, name)
+    return chosen
