@@ -82,3 +82,17 @@ def test_backoff_grows_with_jitter_and_caps() -> None:
     assert max(delays[4:]) > max(delays[:1])
     backoff.reset()
     assert backoff.next_delay() <= 1.0
+
+
+def test_extra_adapters_load_from_a_module_path(tmp_path) -> None:
+    (tmp_path / "my_feed.py").write_text(
+        "from shmproxy.core.adapters.mock import MockAdapter\n"
+        "class MyFeed(MockAdapter):\n    name = 'myfeed'\n    description = 'a local adapter'\n"
+    )
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(tmp_path), "SHMPROXY_EXTRA_ADAPTERS": "myfeed=my_feed:MyFeed,broken=nowhere:X"}
+    result = run_cli("adapters", "--json", env=env)
+    listed = {a["name"]: a for a in json.loads(result.stdout)}
+    assert listed["myfeed"]["description"] == "a local adapter" and listed["myfeed"]["configured"]
+    assert "cannot load" in listed["broken"]["problems"][0]
+    bad = run_cli("adapters", env={"PATH": "/usr/bin:/bin", "SHMPROXY_EXTRA_ADAPTERS": "nonsense"})
+    assert bad.returncode == 2 and "SHMPROXY_EXTRA_ADAPTERS entry 'nonsense' is not valid" in bad.stderr

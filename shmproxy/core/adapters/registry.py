@@ -2,15 +2,18 @@
 
 The built-ins (``mock``, ``flattrade``) register the same way in this project's pyproject.toml, so a
 third-party package adds a broker by declaring its own entry point, without touching shmproxy.
-An adapter is enabled by ``ENABLE_<NAME>=true`` in the environment or the .env file.
+Adapters that are not installed as a package (a module on ``PYTHONPATH``) are named in
+``SHMPROXY_EXTRA_ADAPTERS="name=module:attribute,..."``. An adapter is enabled by
+``ENABLE_<NAME>=true`` in the environment or the .env file.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from importlib import import_module
 from importlib.metadata import entry_points
-from typing import Mapping
+from typing import Callable, Mapping
 
 from ..errors import SettingsError
 from .base import Adapter
@@ -46,23 +49,44 @@ def is_enabled(name: str, config: Mapping[str, str]) -> bool:
     return raw in _TRUE
 
 
-def installed() -> dict[str, type[Adapter] | Exception]:
-    """Adapter classes by name; an entry point that fails to load maps to its exception."""
+def installed(config: Mapping[str, str] | None = None) -> dict[str, type[Adapter] | Exception]:
+    """Adapter classes by name; one that fails to load maps to its exception instead."""
+    loaders: dict[str, tuple[str, Callable[[], object]]] = {
+        point.name: (point.value, point.load) for point in entry_points(group=GROUP)
+    }
+    for name, target in _extra_adapters(config or {}):
+        loaders[name] = (target, lambda target=target: _load_target(target))
     found: dict[str, type[Adapter] | Exception] = {}
-    for point in entry_points(group=GROUP):
+    for name, (target, load) in loaders.items():
         try:
-            cls = point.load()
+            cls = load()
             if not (isinstance(cls, type) and issubclass(cls, Adapter)):
-                raise TypeError(f"{point.value} is not an Adapter subclass")
-            found[point.name] = cls
+                raise TypeError(f"{target} is not an Adapter subclass")
+            found[name] = cls
         except Exception as exc:  # a broken third-party adapter must not take serve down
-            found[point.name] = exc
+            found[name] = exc
     return dict(sorted(found.items()))
+
+
+def _extra_adapters(config: Mapping[str, str]) -> list[tuple[str, str]]:
+    raw = (config.get("SHMPROXY_EXTRA_ADAPTERS") or "").strip()
+    pairs = []
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        name, sep, target = item.partition("=")
+        if not sep or ":" not in target or not name.strip():
+            raise SettingsError(f"SHMPROXY_EXTRA_ADAPTERS entry {item!r} is not valid: expected name=module:attribute")
+        pairs.append((name.strip(), target.strip()))
+    return pairs
+
+
+def _load_target(target: str) -> object:
+    module, _, attribute = target.partition(":")
+    return getattr(import_module(module), attribute)
 
 
 def describe(config: Mapping[str, str]) -> list[AdapterInfo]:
     infos = []
-    for name, cls in installed().items():
+    for name, cls in installed(config).items():
         enabled = (config.get(enable_variable(name)) or "").strip().lower() in _TRUE
         if isinstance(cls, Exception):
             infos.append(AdapterInfo(name, "", enabled, [], f"cannot load: {cls}"))
@@ -74,7 +98,8 @@ def describe(config: Mapping[str, str]) -> list[AdapterInfo]:
 def enabled_adapters(config: Mapping[str, str]) -> list[type[Adapter]]:
     """The enabled adapters' classes; an enabled adapter that cannot run is a SettingsError."""
     chosen = []
-    for name, cls in installed().items():
+    available = installed(config)
+    for name, cls in available.items():
         if not is_enabled(name, config):
             continue
         if isinstance(cls, Exception):
@@ -83,7 +108,7 @@ def enabled_adapters(config: Mapping[str, str]) -> list[type[Adapter]]:
         if problems:
             raise SettingsError(f"{enable_variable(name)} is set but the {name} adapter is not configured: {problems[0]}")
         chosen.append(cls)
-    known = set(installed())
+    known = set(available)
     for key, value in config.items():
         if key.startswith("ENABLE_") and (value or "").strip().lower() in _TRUE:
             name = key[len("ENABLE_"):].lower().replace("_", "-")

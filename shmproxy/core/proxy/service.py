@@ -41,7 +41,7 @@ class ProxyService:
             broker=self.adapters.broker,
             max_symbols=settings.max_symbols_per_websocket,
             adapter_status=lambda: self.adapters.summary(),
-            supported_brokers=lambda: sorted(installed()),
+            supported_brokers=lambda: sorted(installed(config)),
         )
         self.hub = Hub(verifier.verify, hub_config, upstream=self._on_upstream, check_instrument=self._check_instrument)
         self.server = ProxyServer(settings, self.hub)
