@@ -42,7 +42,7 @@ def _root(
 
 def _register_commands() -> None:
     """Each command module adds its commands to ``app`` when imported."""
-    from . import adapters, serve  # noqa: F401
+    from . import adapters, serve, status  # noqa: F401
     from . import dump, mock_feed, rings, tail  # noqa: F401
     from . import migrate_config  # noqa: F401
 

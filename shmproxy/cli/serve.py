@@ -10,6 +10,7 @@ from typing import Optional
 
 import typer
 
+from ..core import logfmt
 from ..core.proxy.auth import read_key_file
 from ..core.proxy.service import ProxyService, is_loopback, run_until_stopped
 from ..core.settings import load_environment
@@ -28,6 +29,7 @@ def serve(
     api_key_file: Optional[Path] = typer.Option(None, "--api-key-file", help="File with accepted API keys, one a line (adds to SHMPROXY_API_KEYS).", dir_okay=False, show_default=False),
     demo: bool = typer.Option(False, "--demo", help="Try it now: a synthetic market inside serve and a fresh API key, printed."),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
+    log_json: bool = typer.Option(False, "--log-json", help="Log one JSON object a line (for log shippers)."),
 ) -> None:
     """Serve ticks from the ring to OpenAlgo WebSocket clients (SDK, browser UI, scripts).
 
@@ -44,7 +46,7 @@ def serve(
 
       shmproxy serve --env-file /path/to/openalgo/.env --api-key-file keys.txt
     """
-    _configure_logging(log_level)
+    _configure_logging(log_level, log_json)
     settings = load_settings(env_file, websocket_host=host, websocket_port=port, shm_buffer_name=buffer)
     config = load_environment(env_file)
     keys = list(settings.api_keys) + (read_key_file(api_key_file) if api_key_file else [])
@@ -73,9 +75,8 @@ def _announce(service: ProxyService, demo_key: str | None) -> None:
                       '{"action":"subscribe","symbol":"RELIANCE","exchange":"NSE","mode":"Quote"}', markup=False)
 
 
-def _configure_logging(level: str) -> None:
-    value = getattr(logging, level.upper(), None)
+def _configure_logging(level: str, as_json: bool) -> None:
+    value = getattr(logging, level.upper(), None) if level.lower() in ("debug", "info", "warning", "error") else None
     if not isinstance(value, int):
         fail(f"--log-level {level!r} is not valid: use debug, info, warning or error", 2)
-    logging.basicConfig(level=value, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("websockets").setLevel(max(value, logging.WARNING))
+    logfmt.configure(value, as_json)

@@ -101,6 +101,9 @@ class Settings:
     max_websocket_connections: int = _setting(
         "MAX_WEBSOCKET_CONNECTIONS", _int_range(1, 100_000), 1000, "clients served at once"
     )
+    stale_feed_seconds: float = _setting(
+        "SHMPROXY_STALE_SECONDS", _float_range(1, 86400), 30.0, "no tick for this long while subscribed: degraded"
+    )
     api_keys: tuple[str, ...] = _setting("SHMPROXY_API_KEYS", _key_list, (), "accepted API keys, comma-separated")
 
     @classmethod

@@ -83,6 +83,7 @@ class SharedMemorySubscriber:
         self._waiter = SequenceWaiter(self._segment.fd)
         self._names = NameDecoder()
         self._lost_before = 0
+        self._laps_before = 0
         self._delivered_before = 0
         self.resyncs = 0
         self._next_replaced_check = time.monotonic() + _REPLACED_CHECK_S
@@ -95,6 +96,11 @@ class SharedMemorySubscriber:
     @property
     def lost(self) -> int:
         return self._lost_before + self._reader.lost
+
+    @property
+    def laps(self) -> int:
+        """How many times writers lapped this reader."""
+        return self._laps_before + self._reader.laps
 
     @property
     def delivered(self) -> int:
@@ -186,6 +192,7 @@ class SharedMemorySubscriber:
         except Exception:
             return  # gone, or being created: keep the old mapping and look again later
         self._lost_before += self._reader.lost
+        self._laps_before += self._reader.laps
         self._delivered_before += self._reader.delivered
         self._waiter.close()
         self._segment.close()

@@ -23,8 +23,8 @@ REQUEST_BURST = 100.0  # ...and in a burst
 
 class Client:
     __slots__ = (
-        "id", "connection", "transport", "peer", "user_id", "authenticated", "queued", "latest", "max_queue",
-        "high_water", "backlogged_since", "delivered", "conflated", "auth_failures", "_tokens", "_refilled",
+        "id", "connection", "transport", "peer", "address", "user_id", "authenticated", "queued", "latest", "max_queue",
+        "high_water", "backlogged_since", "delivered", "conflated", "conflating", "auth_failures", "_tokens", "_refilled",
     )
 
     def __init__(self, connection: Any, max_queue: int, high_water: int) -> None:
@@ -32,6 +32,7 @@ class Client:
         self.connection = connection
         self.transport = connection.transport
         self.peer = _peer(connection)
+        self.address = self.peer.rpartition(":")[0] or self.peer
         self.user_id: str | None = None
         self.authenticated = False
         self.queued: list[bytes] = []  # in order, at most max_queue
@@ -41,6 +42,7 @@ class Client:
         self.backlogged_since: float | None = None
         self.delivered = 0
         self.conflated = 0
+        self.conflating = False  # reported state: behind and conflating, as last logged
         self.auth_failures = 0
         self._tokens = REQUEST_BURST
         self._refilled = time.monotonic()

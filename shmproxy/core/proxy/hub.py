@@ -7,7 +7,9 @@ subscribers' outboxes and returns the clients to flush. Everything runs on one e
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -21,6 +23,10 @@ from .registry import SubscriptionRegistry, UpstreamChange
 log = logging.getLogger("shmproxy.serve")
 
 MAX_AUTH_FAILURES = 5  # wrong keys on one connection before it is closed
+AUTH_FAILURE_DELAY_S = 0.25  # doubled with each failure on a connection, to slow guessing down
+PEER_FAILURE_WINDOW_S = 60.0  # failures from one address within this window...
+PEER_FAILURE_LIMIT = 20  # ...past this many make every further attempt from it wait the longest delay
+MAX_AUTH_DELAY_S = 2.0
 
 
 @dataclass
@@ -32,6 +38,7 @@ class Counters:
     deliveries: int = 0
     conflated: int = 0
     slow_closed: int = 0
+    dropped: int = 0  # frames discarded when a stuck client was closed
     auth_failures: int = 0
     requests: int = 0
     errors: int = 0
@@ -67,6 +74,8 @@ class Hub:
         self.cache = LastValueCache()
         self.clients: dict[int, Client] = {}
         self.counters = Counters()
+        self.last_tick: float | None = None  # time.monotonic() of the last tick dispatched
+        self._peer_failures: dict[str, list[float]] = {}
         self._verify = verify
         self._upstream = upstream or (lambda changes: None)
         self._check_instrument = check_instrument or (lambda exchange, symbol: None)
@@ -116,16 +125,30 @@ class Hub:
 
     async def _authenticate(self, client: Client, request: p.Authenticate) -> dict[str, Any]:
         user_id = await self._verify(request.api_key)
-        if user_id is None:
-            client.auth_failures += 1
-            self.counters.auth_failures += 1
-            log.warning("auth failed for %r (%d on this connection)", client, client.auth_failures)
-            if client.auth_failures >= MAX_AUTH_FAILURES:
-                raise Close(4403, "too many failed authentications")
-            raise p.ProtocolError(p.AUTHENTICATION_ERROR, "Invalid API key")
-        client.authenticated, client.user_id = True, user_id
-        log.info("%r authenticated as %s", client, user_id)
-        return p.auth_reply(self.config.broker, user_id)
+        if user_id is not None:
+            client.authenticated, client.user_id = True, user_id
+            log.info("%r authenticated as %s", client, user_id)
+            return p.auth_reply(self.config.broker, user_id)
+        client.auth_failures += 1
+        self.counters.auth_failures += 1
+        recent = self._record_peer_failure(client.address)
+        log.warning("auth failed for %r (%d on this connection, %d from %s in %gs)", client,
+                    client.auth_failures, recent, client.address, PEER_FAILURE_WINDOW_S)
+        if client.auth_failures >= MAX_AUTH_FAILURES:
+            raise Close(4403, "too many failed authentications")
+        delay = AUTH_FAILURE_DELAY_S * 2 ** (client.auth_failures - 1)
+        await asyncio.sleep(MAX_AUTH_DELAY_S if recent > PEER_FAILURE_LIMIT else min(delay, MAX_AUTH_DELAY_S))
+        raise p.ProtocolError(p.AUTHENTICATION_ERROR, "Invalid API key")
+
+    def _record_peer_failure(self, address: str) -> int:
+        """Remember a failure from ``address``; return how many it made in the window."""
+        now = time.monotonic()
+        if len(self._peer_failures) > 10_000:  # bounded: forget the quiet addresses
+            self._peer_failures = {a: t for a, t in self._peer_failures.items() if now - t[-1] < PEER_FAILURE_WINDOW_S}
+        times = [t for t in self._peer_failures.get(address, []) if now - t < PEER_FAILURE_WINDOW_S][-1000:]
+        times.append(now)
+        self._peer_failures[address] = times
+        return len(times)
 
     def _subscribe(self, client: Client, request: p.Subscribe) -> dict[str, Any]:
         broker = self.config.broker
@@ -199,6 +222,7 @@ class Hub:
                         client.queue(key, frame)
                     dirty.update(subscribers)
         self.counters.ticks_in += len(ticks)
+        self.last_tick = time.monotonic()
         return dirty
 
     def conflated(self) -> int:
@@ -206,8 +230,15 @@ class Hub:
         return self.counters.conflated + sum(c.conflated for c in self.clients.values())
 
     def flush(self, clients: set[Client]) -> None:
-        """Write each client's outbox (one write per client); backed-up clients keep conflating."""
+        """Write each client's pending frames (one write per client); backed-up clients conflate."""
         for client in clients:
             before = client.delivered
+            behind = bool(client.latest)
             client.flush()
             self.counters.deliveries += client.delivered - before
+            if behind and not client.conflating:
+                client.conflating = True
+                log.info("%r is behind: conflating to the newest tick per instrument", client)
+            elif client.conflating and not client.pending:
+                client.conflating = False
+                log.info("%r caught up (%d frames conflated so far)", client, client.conflated)

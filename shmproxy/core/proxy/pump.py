@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Callable
 
 from ..subscriber import SharedMemorySubscriber
 from .hub import Hub
@@ -21,9 +22,12 @@ _LAP_LOG_INTERVAL_S = 1.0
 
 
 class RingPump:
-    def __init__(self, subscriber: SharedMemorySubscriber, hub: Hub) -> None:
+    def __init__(self, subscriber: SharedMemorySubscriber, hub: Hub,
+                 on_batch: Callable[[float], None] | None = None) -> None:
+        """``on_batch`` receives each batch's dispatch + flush time in seconds."""
         self.subscriber = subscriber
         self.hub = hub
+        self._on_batch = on_batch or (lambda seconds: None)
         self.batches = 0
         self._logged_lost = 0
         self._last_lap_log = 0.0
@@ -42,11 +46,13 @@ class RingPump:
         wait = self.subscriber.wait_async
         while True:
             ticks = await wait(timeout=1.0, limit=_BATCH)
+            self._report_changes()  # before the ticks go out: a log line about them precedes them
             if ticks:
+                started = time.perf_counter()
                 hub.flush(hub.dispatch(ticks))
+                self._on_batch(time.perf_counter() - started)
                 self.batches += 1
                 await asyncio.sleep(0)  # let client requests in between batches
-            self._report_changes()
 
     def _report_changes(self) -> None:
         lost = self.subscriber.lost

@@ -14,16 +14,20 @@ import logging
 import socket
 import time
 from dataclasses import dataclass
-from typing import Any
+from http import HTTPStatus
+from typing import Any, Callable
 
 from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Response
 
 from ..._version import __version__
 from ..errors import ShmProxyError
 from ..segment import Segment
 from ..settings import Settings
 from ..subscriber import SharedMemorySubscriber
+from . import health
 from .client import Client
 from .hub import Close, Hub
 from .pump import RingPump
@@ -61,6 +65,9 @@ class ProxyServer:
         self._subscriber: SharedMemorySubscriber | None = None
         self._tasks: list[asyncio.Task] = []
         self._closing: set[asyncio.Task] = set()  # fire-and-forget closes, referenced until done
+        # Plain HTTP GETs answered on the WebSocket port: path -> () -> (status, content type, body).
+        self.routes: dict[str, Callable[[], tuple[int, str, bytes]]] = {}
+        self.on_batch: Callable[[float], None] | None = None
 
     @property
     def port(self) -> int:
@@ -71,7 +78,7 @@ class ProxyServer:
     async def start(self) -> None:
         """Attach to (or create) the ring, prime the last values, then listen."""
         self._subscriber = open_ring(self.settings)
-        pump = RingPump(self._subscriber, self.hub)
+        pump = RingPump(self._subscriber, self.hub, self.on_batch)
         self.stats.primed = pump.prime()
         s = self.settings
         try:
@@ -112,8 +119,24 @@ class ProxyServer:
             self._subscriber = None
 
     # --- connections --------------------------------------------------------------------------
+    @property
+    def accepting(self) -> bool:
+        return self._server is not None and self._server.is_serving()
+
+    def ring_report(self) -> dict[str, Any]:
+        sub = self._subscriber
+        if sub is None or sub.segment.fd < 0:
+            return health.ring_report(None, 0, 0, 0)
+        return health.ring_report(sub.segment.info(), sub.lag(), sub.laps, sub.lost)
+
     def _admit(self, connection: ServerConnection, request: Any) -> Any:
-        """Refuse the handshake (HTTP 503) when the client limit is reached."""
+        """Answer plain HTTP routes (/health, /metrics); refuse (503) past the client limit."""
+        route = self.routes.get(request.path.partition("?")[0])
+        if route is not None:
+            status, content_type, body = route()
+            headers = Headers([("Content-Type", content_type), ("Content-Length", str(len(body))),
+                               ("Cache-Control", "no-store")])
+            return Response(status, HTTPStatus(status).phrase, headers, body)
         if len(self.hub.clients) >= self.settings.max_websocket_connections:
             log.warning("refused a connection: %d clients already", len(self.hub.clients))
             return connection.respond(503, "too many clients\n")
@@ -168,6 +191,7 @@ class ProxyServer:
                 if client.backlogged_for(now) > stuck_after:
                     self.hub.counters.slow_closed += 1
                     log.warning("closing %r: too slow, backed up for over %gs", client, stuck_after)
+                    self.hub.counters.dropped += len(client.queued) + len(client.latest)
                     client.queued.clear()
                     client.latest.clear()
                     client.backlogged_since = None

@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 import logging
 import signal
-from typing import Callable, Iterable, Mapping
+import time
+from typing import Any, Callable, Iterable, Mapping
 
 from ..adapters.manager import AdapterManager
 from ..adapters.registry import installed
 from ..publisher import SharedMemoryPublisher
 from ..settings import Settings
+from . import health
 from .auth import KeyVerifier
 from .hub import Hub, HubConfig
+from .metrics import CONTENT_TYPE, ProxyMetrics
 from .server import ProxyServer
 
 log = logging.getLogger("shmproxy.serve")
+
+HEARTBEAT_S = 1.0
 
 
 def is_loopback(host: str) -> bool:
@@ -45,6 +51,24 @@ class ProxyService:
         )
         self.hub = Hub(verifier.verify, hub_config, upstream=self._on_upstream, check_instrument=self._check_instrument)
         self.server = ProxyServer(settings, self.hub)
+        self.metrics = ProxyMetrics(self.health)
+        self.server.on_batch = self.metrics.batch_seconds.observe
+        self.server.routes.update({"/health": self._health_route, "/metrics": self._metrics_route})
+        self._started = time.monotonic()
+        self._heartbeat: asyncio.Task | None = None
+
+    def health(self) -> dict[str, Any]:
+        """The /health document (also what /metrics and ``shmproxy status`` show)."""
+        return health.build(self.hub, self.server.ring_report(), self.adapters.statuses(), self.server.accepting,
+                            self.settings.stale_feed_seconds, self._started)
+
+    def _health_route(self) -> tuple[int, str, bytes]:
+        report = self.health()
+        status = 503 if report["status"] == health.DOWN else 200
+        return status, "application/json", json.dumps(report).encode()
+
+    def _metrics_route(self) -> tuple[int, str, bytes]:
+        return 200, CONTENT_TYPE, self.metrics.render()
 
     def _on_upstream(self, changes) -> None:
         self.adapters.on_upstream(changes)
@@ -58,9 +82,19 @@ class ProxyService:
         if self.adapters.adapters:
             self.publisher = SharedMemoryPublisher(buffer_name=self.settings.shm_buffer_name, settings=self.settings)
             await self.adapters.start(self.publisher)
+            self._heartbeat = asyncio.create_task(self._beat(self.publisher))
+
+    async def _beat(self, publisher: SharedMemoryPublisher) -> None:
+        """Keep the adapters' writer entry fresh while the market is quiet (readers judge liveness by it)."""
+        while True:
+            await asyncio.sleep(HEARTBEAT_S)
+            publisher.heartbeat()
 
     async def stop(self) -> None:
         await self.server.stop()
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            self._heartbeat = None
         await self.adapters.stop()
         if self.publisher is not None:
             self.publisher.close()
