@@ -9,8 +9,15 @@ import uuid
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 SHM = Path("/dev/shm")
+
+# CI runs every property test on a fixed set of examples, so a red build is reproducible (and
+# never a coin toss); developers' runs keep exploring new examples.
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 @pytest.fixture
