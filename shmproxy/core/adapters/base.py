@@ -132,13 +132,17 @@ class Adapter(ABC):
         try:
             self.publisher.publish_market_data(symbol, {**data, "exchange": exchange})
         except RecordError as exc:
-            self.rejected += 1
-            if (exchange, symbol) not in self._bad_symbols:
-                self._bad_symbols.add((exchange, symbol))
-                log.warning("%s: cannot record a tick of %s:%s: %s", self.name, exchange, symbol, exc)
+            self._reject(exchange, symbol, exc)
             return
         self.ticks += 1
         self._last_tick = time.monotonic()
+
+    def _reject(self, exchange: str, symbol: str, reason: object) -> None:
+        """Count a tick that cannot be published; log it once per symbol (a bad feed repeats)."""
+        self.rejected += 1
+        if (exchange, symbol) not in self._bad_symbols:
+            self._bad_symbols.add((exchange, symbol))
+            log.warning("%s: cannot record a tick of %s:%s: %s", self.name, exchange, symbol, reason)
 
     # --- state ---------------------------------------------------------------------------------------
     def set_state(self, state: AdapterState, detail: str = "") -> None:
