@@ -22,8 +22,7 @@ def adapters_command(
 ) -> None:
     """List installed broker adapters: enabled or not, configured or not, and why.
 
-    An adapter runs inside `shmproxy serve` when ENABLE_<NAME>=true is set (environment or .env).
-    Third-party packages add adapters through the `shmproxy.adapters` entry-point group.
+    An adapter runs inside `shmproxy serve` when ENABLE_<NAME>=true is set (environment or .env). Third-party packages add adapters through the `shmproxy.adapters` entry-point group.
 
     Example:
 

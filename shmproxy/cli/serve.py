@@ -22,9 +22,9 @@ DEMO_ENVIRONMENT = {"ENABLE_MOCK": "true", "MOCK_BACKGROUND_RATE": "50"}
 
 @app.command()
 def serve(
-    host: Optional[str] = typer.Option(None, "--host", help="Address to bind [env WEBSOCKET_HOST; default 127.0.0.1].", show_default=False),
-    port: Optional[int] = typer.Option(None, "--port", help="Port to bind; 0 picks a free one [env WEBSOCKET_PORT; default 8765].", show_default=False),
-    buffer: Optional[str] = typer.Option(None, "--buffer", help="Ring to read [env SHM_BUFFER_NAME; default ws_proxy_buffer].", show_default=False),
+    host: Optional[str] = typer.Option(None, "--host", help="Address to bind (env WEBSOCKET_HOST; default 127.0.0.1).", show_default=False),
+    port: Optional[int] = typer.Option(None, "--port", help="Port to bind; 0 picks a free one (env WEBSOCKET_PORT; default 8765).", show_default=False),
+    buffer: Optional[str] = typer.Option(None, "--buffer", help="Ring to read (env SHM_BUFFER_NAME; default ws_proxy_buffer).", show_default=False),
     env_file: Optional[Path] = EnvFileOption,
     api_key_file: Optional[Path] = typer.Option(None, "--api-key-file", help="File with accepted API keys, one a line (adds to SHMPROXY_API_KEYS).", dir_okay=False, show_default=False),
     demo: bool = typer.Option(False, "--demo", help="Try it now: a synthetic market inside serve and a fresh API key, printed."),
@@ -33,10 +33,7 @@ def serve(
 ) -> None:
     """Serve ticks from the ring to OpenAlgo WebSocket clients (SDK, browser UI, scripts).
 
-    Clients connect to ws://HOST:PORT, authenticate with an API key and subscribe to instruments at
-    LTP, Quote or Depth; every tick any publisher puts on the ring reaches its subscribers, and
-    enabled broker adapters (ENABLE_<BROKER>=true, see `shmproxy adapters`) are subscribed on
-    demand. The ring is created if absent and never destroyed. Ctrl-C or SIGTERM stops it cleanly.
+    Clients connect to ws://HOST:PORT, authenticate with an API key and subscribe to instruments at LTP, Quote or Depth; every tick any publisher puts on the ring reaches its subscribers, and enabled broker adapters (ENABLE_<BROKER>=true, see `shmproxy adapters`) are subscribed on demand. The ring is created if absent and never destroyed. Ctrl-C or SIGTERM stops it cleanly.
 
     Examples:
 

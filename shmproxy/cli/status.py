@@ -23,7 +23,7 @@ _COLOURS = {"ok": "green", "degraded": "yellow", "down": "red"}
 
 @app.command()
 def status(
-    url: Optional[str] = typer.Option(None, "--url", help="serve's address [default: http://WEBSOCKET_HOST:WEBSOCKET_PORT].", show_default=False),
+    url: Optional[str] = typer.Option(None, "--url", help="serve's address (default: http://WEBSOCKET_HOST:WEBSOCKET_PORT).", show_default=False),
     env_file: Optional[Path] = EnvFileOption,
     as_json: bool = typer.Option(False, "--json", help="Print serve's /health JSON as it is."),
     watch: bool = typer.Option(False, "--watch", help="Refresh every --interval seconds until Ctrl-C."),
@@ -31,8 +31,7 @@ def status(
 ) -> None:
     """Show whether ticks are flowing: ring, writers, adapters, clients and counters.
 
-    Exit code: 0 ok, 1 degraded (e.g. no tick for SHMPROXY_STALE_SECONDS while clients are
-    subscribed), 2 down or unreachable, so scripts and monitors can act on it.
+    Exit code: 0 ok, 1 degraded (e.g. no tick for SHMPROXY_STALE_SECONDS while clients are subscribed), 2 down or unreachable, so scripts and monitors can act on it.
 
     Examples:
 

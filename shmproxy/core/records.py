@@ -7,7 +7,8 @@ record read back, and :meth:`Tick.to_dict` gives the OpenAlgo ``market_data`` ``
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from . import layout
 from .errors import RecordError

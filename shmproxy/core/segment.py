@@ -115,8 +115,7 @@ def decode_header(name: str, header: bytes | memoryview, file_size: int) -> Ring
     )
     if magic == b"\0" * 8:
         raise CorruptSegmentError(
-            f"segment '{name}' has no ring header (its creator died while creating it?); "
-            f"remove it with: shmproxy clean {name} --force"
+            f"segment '{name}' has no ring header: its creator died while creating it, or it is not a shmproxy ring"
         )
     if magic != layout.MAGIC:
         raise ForeignSegmentError(f"segment '{name}' is not a shmproxy ring (magic {magic!r}, expected {layout.MAGIC!r})")
@@ -286,10 +285,14 @@ def _initialise(fd: int, size: int) -> None:
 
 
 def _wait_for_header(fd: int) -> None:
-    """Give a creator that is still initialising up to a second to finish."""
+    """Give a creator that is still initialising (a segment changed within the last second) up to a
+    second to finish; an older segment without a header will not get one, so do not wait for it."""
     deadline = time.monotonic() + _INIT_WAIT_S
     while time.monotonic() < deadline:
-        if os.fstat(fd).st_size >= layout.HEADER_SIZE and os.pread(fd, 8, 0) != b"\0" * 8:
+        status = os.fstat(fd)
+        if status.st_size >= layout.HEADER_SIZE and os.pread(fd, 8, 0) != b"\0" * 8:
+            return
+        if time.time() - status.st_mtime > _INIT_WAIT_S:
             return
         time.sleep(0.01)
 
