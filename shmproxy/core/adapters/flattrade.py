@@ -237,7 +237,7 @@ class FlattradeAdapter(Adapter):
         try:
             token = self._read_token()
             ws = await connect(self.options.url, open_timeout=self.connect_timeout_s,
-                               close_timeout=self.close_timeout_s, max_size=None)
+                               close_timeout=self.close_timeout_s)
             try:
                 await self._login(ws, token)
                 logged_in_at = time.monotonic()
