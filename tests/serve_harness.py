@@ -94,7 +94,8 @@ def ticks(ws: ClientConnection, count: int, timeout: float = 10) -> list[dict[st
 
 
 def authed(url: str, key: str = API_KEY) -> ClientConnection:
-    ws = connect(url, open_timeout=10, max_size=None).__enter__()  # callers close it with ``with``
+    # max_queue=None: a test that stops reading must still see the close frame behind unread ticks
+    ws = connect(url, open_timeout=10, max_size=None, max_queue=None).__enter__()  # callers close it with ``with``
     reply = request(ws, {"action": "authenticate", "api_key": key})
     assert reply["status"] == "success", reply
     return ws

@@ -13,7 +13,8 @@ import typer
 from ..core import logfmt
 from ..core.proxy.auth import read_key_file
 from ..core.proxy.service import ProxyService, is_loopback, run_until_stopped
-from ..core.settings import load_environment
+from ..core.proxy.workers import Supervisor
+from ..core.settings import Settings, load_environment
 from .app import app
 from .common import EnvFileOption, console, fail, load_settings, warn
 
@@ -30,6 +31,7 @@ def serve(
     demo: bool = typer.Option(False, "--demo", help="Try it now: a synthetic market inside serve and a fresh API key, printed."),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
     log_json: bool = typer.Option(False, "--log-json", help="Log one JSON object a line (for log shippers)."),
+    workers: int = typer.Option(1, "--workers", min=1, max=64, help="Worker processes sharing the port (SO_REUSEPORT); adapters run once."),
 ) -> None:
     """Serve ticks from the ring to OpenAlgo WebSocket clients (SDK, browser UI, scripts).
 
@@ -56,15 +58,20 @@ def serve(
         fail("no API keys configured: set SHMPROXY_API_KEYS or pass --api-key-file (or try --demo)", 2)
     if not is_loopback(settings.websocket_host):
         warn(f"listening on {settings.websocket_host}, reachable from other machines: put TLS in front of it")
+    if workers > 1:
+        supervisor = Supervisor(settings, keys, config, workers, *_log_options(log_level, log_json))
+        asyncio.run(supervisor.run(on_ready=lambda s: _announce(s.settings, s.port, s.adapters.broker, demo_key, workers)))
+        return
     service = ProxyService(settings, keys, config)
-    asyncio.run(run_until_stopped(service, on_ready=lambda s: _announce(s, demo_key)))
+    asyncio.run(run_until_stopped(
+        service, on_ready=lambda s: _announce(s.settings, s.server.port, s.adapters.broker, demo_key, 1)))
 
 
-def _announce(service: ProxyService, demo_key: str | None) -> None:
-    s = service.settings
-    url = f"ws://{s.websocket_host}:{service.server.port}"
+def _announce(s: Settings, port: int, broker: str, demo_key: str | None, workers: int) -> None:
+    url = f"ws://{s.websocket_host}:{port}"
+    spread = f"  {workers} workers" if workers > 1 else ""
     console.print(f"[bold green]shmproxy serving[/] {url}  ring [cyan]{s.shm_buffer_name}[/]  "
-                  f"broker [cyan]{service.adapters.broker}[/]  (Ctrl-C to stop)")
+                  f"broker [cyan]{broker}[/]{spread}  (Ctrl-C to stop)")
     if demo_key:
         console.print(f"API key for this run: [bold]{demo_key}[/]")
         console.print(f"try: python -m websockets {url}   then send "
@@ -72,8 +79,12 @@ def _announce(service: ProxyService, demo_key: str | None) -> None:
                       '{"action":"subscribe","symbol":"RELIANCE","exchange":"NSE","mode":"Quote"}', markup=False)
 
 
-def _configure_logging(level: str, as_json: bool) -> None:
+def _log_options(level: str, as_json: bool) -> tuple[int, bool]:
     value = getattr(logging, level.upper(), None) if level.lower() in ("debug", "info", "warning", "error") else None
     if not isinstance(value, int):
         fail(f"--log-level {level!r} is not valid: use debug, info, warning or error", 2)
-    logfmt.configure(value, as_json)
+    return value, as_json
+
+
+def _configure_logging(level: str, as_json: bool) -> None:
+    logfmt.configure(*_log_options(level, as_json))

@@ -66,10 +66,7 @@ class AdapterManager:
 
     def summary(self) -> str:
         """One word for get_broker_info's adapter_status."""
-        if not self.adapters:
-            return "ring"
-        states = {a.state.value for a in self.adapters}
-        return states.pop() if len(states) == 1 else "mixed"
+        return summarize([a.state.value for a in self.adapters])
 
     async def stop(self) -> None:
         for worker in self._workers:
@@ -94,3 +91,11 @@ class AdapterManager:
                     await adapter.unsubscribe(change.exchange, change.symbol)
             except Exception as exc:
                 log.warning("%s adapter failed on %s:%s: %s", adapter.name, change.exchange, change.symbol, exc)
+
+
+def summarize(states: list[str]) -> str:
+    """"ring" without adapters, their common state, or "mixed"."""
+    if not states:
+        return "ring"
+    distinct = set(states)
+    return distinct.pop() if len(distinct) == 1 else "mixed"

@@ -54,6 +54,23 @@ class _SnapshotCollector:
             reconnects.add_metric([adapter["name"]], adapter["reconnects"])
         yield connected
         yield reconnects
+        yield from _worker_metrics(health.get("service", {}).get("workers", []))
+
+
+def _worker_metrics(workers: list[dict[str, Any]]) -> Iterator[Metric]:
+    """With serve --workers: every worker's state, as its latest report to the supervisor says."""
+    if not workers:
+        return
+    families = {
+        "alive": GaugeMetricFamily("shmproxy_worker_up", "1 when the worker process is alive.", labels=["worker"]),
+        "clients": GaugeMetricFamily("shmproxy_worker_clients", "Clients connected to the worker.", labels=["worker"]),
+        "deliveries": CounterMetricFamily("shmproxy_worker_deliveries", "Frames the worker wrote.", labels=["worker"]),
+        "restarts": CounterMetricFamily("shmproxy_worker_restarts", "Times the worker was restarted.", labels=["worker"]),
+    }
+    for worker in workers:
+        for key, family in families.items():
+            family.add_metric([str(worker["worker"])], float(worker[key]))
+    yield from families.values()
 
 
 def _gauge(name: str, help_text: str, value: float) -> GaugeMetricFamily:

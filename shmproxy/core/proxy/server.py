@@ -68,6 +68,7 @@ class ProxyServer:
         # Plain HTTP GETs answered on the WebSocket port: path -> () -> (status, content type, body).
         self.routes: dict[str, Callable[[], tuple[int, str, bytes]]] = {}
         self.on_batch: Callable[[float], None] | None = None
+        self.reuse_port = False  # several worker processes share one port (SO_REUSEPORT)
 
     @property
     def port(self) -> int:
@@ -91,6 +92,7 @@ class ProxyServer:
                 close_timeout=CLOSE_TIMEOUT_S,
                 process_request=self._admit,
                 server_header=f"shmproxy/{__version__}",
+                reuse_port=self.reuse_port,
             )
         except OSError as exc:
             self._subscriber.close()

@@ -35,12 +35,18 @@ def is_loopback(host: str) -> bool:
 
 
 class ProxyService:
-    """The proxy server and its adapters. Checks adapter settings on construction (SettingsError)."""
+    """The proxy server and its adapters. Checks adapter settings on construction (SettingsError).
 
-    def __init__(self, settings: Settings, keys: Iterable[str], config: Mapping[str, str]) -> None:
+    ``adapters`` defaults to running the enabled adapters here; a serve worker passes a stand-in
+    that forwards subscription changes to the supervisor, where the adapters run once for all.
+    """
+
+    def __init__(self, settings: Settings, keys: Iterable[str], config: Mapping[str, str],
+                 adapters: AdapterManager | None = None) -> None:
         self.settings = settings
         self.config = config
-        self.adapters = AdapterManager.from_config(config)
+        self.adapters = adapters if adapters is not None else AdapterManager.from_config(config)
+        self.health_extra: Callable[[], dict[str, Any]] | None = None  # more /health fields (workers)
         self.publisher: SharedMemoryPublisher | None = None
         verifier = KeyVerifier(keys)
         hub_config = HubConfig(
@@ -59,8 +65,11 @@ class ProxyService:
 
     def health(self) -> dict[str, Any]:
         """The /health document (also what /metrics and ``shmproxy status`` show)."""
-        return health.build(self.hub, self.server.ring_report(), self.adapters.statuses(), self.server.accepting,
-                            self.settings.stale_feed_seconds, self._started)
+        report = health.build(self.hub, self.server.ring_report(), self.adapters.statuses(), self.server.accepting,
+                              self.settings.stale_feed_seconds, self._started)
+        if self.health_extra is not None:
+            report.update(self.health_extra())
+        return report
 
     def _health_route(self) -> tuple[int, str, bytes]:
         report = self.health()
@@ -102,11 +111,12 @@ class ProxyService:
 
 
 async def run_until_stopped(service: ProxyService, on_ready: Callable[[ProxyService], None] | None = None,
-                            stop: asyncio.Event | None = None) -> None:
-    """Start ``service``, call ``on_ready``, serve until SIGINT/SIGTERM (or ``stop``), then stop it."""
+                            stop: asyncio.Event | None = None,
+                            signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> None:
+    """Start ``service``, call ``on_ready``, serve until one of ``signals`` (or ``stop``), then stop it."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in signals:
         loop.add_signal_handler(signum, stop.set)
     try:
         await service.start()
@@ -116,5 +126,5 @@ async def run_until_stopped(service: ProxyService, on_ready: Callable[[ProxyServ
         log.info("shutting down")
     finally:
         await service.stop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in signals:
             loop.remove_signal_handler(signum)
