@@ -3,7 +3,8 @@
 Publisher -> ring -> shmproxy serve -> 100 WebSocket clients (2 client processes), 50 symbols, every
 client subscribed to every symbol at Quote: paced at 1,000 ticks/s (100,000 deliveries/s) and flat
 out; then serve's idle CPU with 10 clients connected. Prints deliveries/s, publish -> client latency,
-serve CPU and RSS. A benchmark, not a test: see docs/performance.md.
+serve CPU and RSS. The same core as `shmproxy bench e2e`, which also runs an upstream-style ZeroMQ
+proxy beside it (--compare-zmq). A benchmark, not a test: see docs/performance.md.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def main() -> None:
         r = results[name]
         print(f"{name:>9}: {r['published_per_second']:>9,.0f} ticks/s -> {r['deliveries_per_second']:>10,.0f} deliveries/s "
               f"({r['deliveries']:,} of {r['expected_deliveries']:,}); latency p50 {r['p50_us']:,.0f} us "
-              f"p99 {r['p99_us']:,.0f} us; serve CPU {r['serve_cpu_percent']:.0f}%, RSS {r['serve_rss_mib']:.0f} MiB")
+              f"p99 {r['p99_us']:,.0f} us; serve CPU {r['proxy_cpu_percent']:.0f}%, RSS {r['proxy_rss_mib']:.0f} MiB")
     idle = results["idle"]
     print(f"     idle: serve CPU {idle['serve_cpu_percent']:.2f}% with {idle['clients']} clients connected")
 

@@ -1,40 +1,47 @@
-"""End-to-end benchmark: publisher -> ring -> serve -> many WebSocket clients.
+"""End-to-end benchmark: publisher -> transport -> proxy process -> many WebSocket clients.
 
-A real ``shmproxy serve`` process reads a private ring; client processes hold many connections,
-each subscribed to every symbol; the benchmark publishes Quote ticks (paced, or as fast as it can)
-and the clients count deliveries and sample tick-to-client latency. Each tick carries its publish
-time in microseconds in ``volume``, so latency is publish -> client receive, measured on one clock.
+A proxy process (a real ``shmproxy serve`` on a private ring, or the ZeroMQ baseline's
+upstream-style proxy) serves client processes holding many connections, each subscribed to every
+symbol at Quote; this process publishes (paced, or flat out) and the clients count deliveries and
+sample tick-to-client latency from the tick's ``last_trade_time`` (see load.py), on one clock.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import multiprocessing as mp
 import os
 import re
 import secrets
+import selectors
 import signal
 import subprocess
 import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
+from functools import partial
+from typing import Any, Iterator
 
 from ..publisher import SharedMemoryPublisher
+from . import children
+from .load import Publish, publish_for
 from .ring import private_ring
 from .stats import latency_summary_us
 
-_CTX = mp.get_context("fork")
-_VOLUME = re.compile(rb'"volume":(\d+)')
+_SENT_NS = re.compile(rb'"last_trade_time": ?(\d+)')  # serve writes compact JSON, json.dumps adds a space
+_BANNER = re.compile(r"ws://[\d.]+:(\d+)")
 _SAMPLE_EVERY = 16
+_START_TIMEOUT_S = 30.0
+_SLACK_S = 60.0  # every wait for a child is bounded by the run's length plus this
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 _TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
-class ServeProcess:
+class ProxyProcess:
+    """A WebSocket proxy under test: where clients connect, its API key, and its resource use."""
+
     proc: subprocess.Popen
     url: str
     key: str
@@ -50,45 +57,139 @@ class ServeProcess:
 
 
 @contextmanager
-def running_serve(ring: str, extra_env: dict[str, str] | None = None) -> Iterator[ServeProcess]:
-    """A ``shmproxy serve`` process on a free port of 127.0.0.1, stopped afterwards."""
-    key = secrets.token_hex(16)
-    env = {**os.environ, "SHMPROXY_API_KEYS": key, "PYTHONUNBUFFERED": "1", **(extra_env or {})}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "shmproxy", "serve", "--port", "0", "--host", "127.0.0.1", "--buffer", ring,
-         "--log-level", "warning"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
-    )
+def running_proxy(argv: list[str], key: str) -> Iterator[ProxyProcess]:
+    """Run ``argv``, a proxy accepting API key ``key`` that prints its ws:// address when ready; stop it afterwards."""
+    env = {**os.environ, "SHMPROXY_API_KEYS": key, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
+                            preexec_fn=partial(children.die_with_parent, os.getpid()))
     try:
-        line = proc.stdout.readline()
-        match = re.search(r"ws://[\d.]+:(\d+)", line)
-        if not match:
-            raise RuntimeError(f"serve did not start: {line!r}")
-        yield ServeProcess(proc, f"ws://127.0.0.1:{match.group(1)}", key)
+        port = _wait_for_banner(proc)
+        yield ProxyProcess(proc, f"ws://127.0.0.1:{port}", key)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait()
 
 
-def _client_process(url: str, key: str, symbols: list[str], connections: int, ready, start, stop, results) -> None:
-    results.put(asyncio.run(_clients(url, key, symbols, connections, ready, start, stop)))
+def _wait_for_banner(proc: subprocess.Popen) -> int:
+    with selectors.DefaultSelector() as selector:
+        selector.register(proc.stdout, selectors.EVENT_READ)
+        if selector.select(_START_TIMEOUT_S):
+            line = proc.stdout.readline()
+            if match := _BANNER.search(line):
+                return int(match.group(1))
+            raise RuntimeError(f"benchmark proxy did not start: {' '.join(proc.args[1:4])} said {line!r}")
+    raise RuntimeError(f"benchmark proxy did not start within {_START_TIMEOUT_S:.0f} s: {' '.join(proc.args[1:4])}")
 
 
-async def _clients(url, key, symbols, connections, ready, start, stop) -> tuple[int, float, list[int]]:
+@contextmanager
+def running_serve(ring: str) -> Iterator[ProxyProcess]:
+    """A ``shmproxy serve`` process reading ``ring``, on a free port of 127.0.0.1."""
+    argv = [sys.executable, "-m", "shmproxy", "serve", "--port", "0", "--host", "127.0.0.1", "--buffer", ring,
+            "--log-level", "warning"]
+    with running_proxy(argv, secrets.token_hex(16)) as serve:
+        yield serve
+
+
+def fan_out(clients: int = 100, symbols: int = 50, seconds: float = 5.0, rate: float | None = 1000.0,
+            client_processes: int = 2) -> dict[str, float]:
+    """Ring -> serve: deliveries/s and latency with ``clients`` connections, each subscribed to every symbol."""
+    with private_ring() as ring, running_serve(ring) as serve, SharedMemoryPublisher(buffer_name=ring) as pub:
+        return measure_fan_out(serve, pub.publish_market_data, clients, symbols, seconds, rate, client_processes)
+
+
+def measure_fan_out(proxy: ProxyProcess, publish: Publish, clients: int, symbols: int, seconds: float,
+                    rate: float | None, client_processes: int = 2) -> dict[str, float]:
+    """Connect ``clients`` to ``proxy``, publish through ``publish`` for ``seconds``, count what arrives."""
+    names = [f"BENCH{i}" for i in range(symbols)]
+    with _client_fleet(proxy, names, clients, client_processes, seconds) as fleet:
+        cpu_before = proxy.cpu_seconds()
+        fleet.start.set()
+        published = publish_for(publish, names, seconds, rate)
+        time.sleep(0.2)  # let the last batch arrive
+        fleet.stop.set()
+        cpu_used = proxy.cpu_seconds() - cpu_before
+        outcomes = fleet.outcomes()
+        rss = proxy.rss_mib()
+    delivered = sum(o[0] for o in outcomes)
+    elapsed = max(o[1] for o in outcomes)
+    samples = [s for o in outcomes for s in o[2]]
+    return {
+        "clients": clients, "symbols": symbols, "rate": rate or 0.0, "published": published,
+        "published_per_second": published / seconds, "deliveries": delivered,
+        "deliveries_per_second": delivered / elapsed, "expected_deliveries": published * clients,
+        **latency_summary_us(samples), "proxy_cpu_percent": 100.0 * cpu_used / elapsed,
+        "proxy_cpu_us_per_delivery": 1e6 * cpu_used / max(1, delivered), "proxy_rss_mib": rss,
+    }
+
+
+def idle_cpu(clients: int = 10, seconds: float = 3.0) -> dict[str, float]:
+    """serve's CPU use with ``clients`` connected and subscribed while nothing is published."""
+    with private_ring() as ring, running_serve(ring) as serve:
+        with _client_fleet(serve, [f"IDLE{i}" for i in range(5)], clients, 1, seconds) as fleet:
+            time.sleep(0.5)
+            before = serve.cpu_seconds()
+            fleet.start.set()
+            time.sleep(seconds)
+            fleet.stop.set()
+            used = serve.cpu_seconds() - before
+            fleet.outcomes()
+    return {"clients": clients, "seconds": seconds, "serve_cpu_percent": 100.0 * used / seconds}
+
+
+@dataclass
+class _Fleet:
+    """Client processes, connected and subscribed; counting between ``start`` and ``stop``."""
+
+    start: Any
+    stop: Any
+    results: Any
+    procs: list
+
+    def outcomes(self) -> list[tuple[int, float, list[int]]]:
+        """(deliveries, seconds from the start to the last of them, latency samples in ns) from each process."""
+        return [self.results.get(timeout=_SLACK_S) for _ in self.procs]
+
+
+@contextmanager
+def _client_fleet(proxy: ProxyProcess, symbols: list[str], clients: int, processes: int,
+                  seconds: float) -> Iterator[_Fleet]:
+    ready, results = children.CTX.Queue(), children.CTX.Queue()
+    start, stop = children.CTX.Event(), children.CTX.Event()
+    lifetime = seconds + _SLACK_S
+    per_process = [clients // processes + (i < clients % processes) for i in range(processes)]
+    procs = [children.start(_client_process, proxy.url, proxy.key, symbols, n, lifetime, ready, start, stop, results)
+             for n in per_process if n]
+    try:
+        for _ in procs:
+            ready.get(timeout=_SLACK_S)
+        yield _Fleet(start, stop, results, procs)
+    finally:
+        stop.set()
+        children.stop(procs)
+
+
+def _client_process(url: str, key: str, symbols: list[str], connections: int, lifetime: float,
+                    ready, start, stop, results) -> None:
+    results.put(asyncio.run(_clients(url, key, symbols, connections, time.monotonic() + lifetime, ready, start, stop)))
+
+
+async def _clients(url, key, symbols, connections, deadline, ready, start, stop) -> tuple[int, float, list[int]]:
     counter = _Counter()
     host, port = url.removeprefix("ws://").split(":")
     streams = [await _open(host, int(port), key, symbols) for _ in range(connections)]
     tasks = [asyncio.create_task(_follow(reader, writer, counter)) for reader, writer in streams]
     ready.put(connections)
-    while not start.is_set():
+    while not start.is_set() and time.monotonic() < deadline:
         await asyncio.sleep(0.01)
     counter.sampling, first, started = True, counter.received, time.monotonic()
-    while not stop.is_set():
+    while not stop.is_set() and time.monotonic() < deadline:
         await asyncio.sleep(0.01)
-    counted, elapsed = counter.received - first, time.monotonic() - started
+    counted = counter.received - first
+    elapsed = (counter.last if counted else time.monotonic()) - started  # until the last delivery, not the stop
     counter.sampling = False
     for task in tasks:
         task.cancel()
@@ -100,13 +201,14 @@ async def _clients(url, key, symbols, connections, ready, start, stop) -> tuple[
 class _Counter:
     def __init__(self) -> None:
         self.received = 0
+        self.last = 0.0  # when the last tick arrived (monotonic)
         self.sampling = False
         self.samples: list[int] = []
 
 
 # A minimal WebSocket client: the websockets library costs ~20 us a message in the client, which
-# would make two client processes, not serve, the bottleneck on a 2-core machine. It walks frames
-# in large reads, answers pings, and parses only the frames it samples.
+# would make two client processes, not the proxy, the bottleneck on a 2-core machine. It walks
+# frames in large reads, answers pings, and parses only the frames it samples.
 _HANDSHAKE = (
     "GET / HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
     "Sec-WebSocket-Key: c2htcHJveHktYmVuY2gtMQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
@@ -152,84 +254,11 @@ async def _follow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, co
             if opcode == 0x1:
                 counter.received += 1
                 if counter.sampling and counter.received % _SAMPLE_EVERY == 0:
-                    found = _VOLUME.search(buffer, start, start + length)
+                    found = _SENT_NS.search(buffer, start, start + length)
                     if found:
-                        counter.samples.append(time.time_ns() - int(found.group(1)) * 1000)
+                        counter.samples.append(time.time_ns() - int(found.group(1)))
             elif opcode == 0x9:
                 writer.write(_masked(0xA, buffer[start:start + length]))
             offset = start + length
         buffer = buffer[offset:]
-
-
-def _publish(ring: str, symbols: list[str], seconds: float, rate: float | None) -> int:
-    """Quote ticks round-robin over ``symbols``; ``rate`` ticks/s, or flat out when None."""
-    count = 0
-    data = {"exchange": "NSE", "mode": 2, "ltp": 100.0, "close": 99.0, "open": 99.5, "high": 101.0, "low": 98.0}
-    with SharedMemoryPublisher(buffer_name=ring) as pub:
-        started = time.perf_counter()
-        end = started + seconds
-        while (now := time.perf_counter()) < end:
-            if rate is not None:
-                due = int((now - started) * rate) + 1
-                if count >= due:
-                    time.sleep(min(0.001, (count + 1 - due) / rate))
-                    continue
-            data["volume"] = time.time_ns() // 1000
-            pub.publish_market_data(symbols[count % len(symbols)], data)
-            count += 1
-    return count
-
-
-def fan_out(clients: int = 100, symbols: int = 50, seconds: float = 5.0, rate: float | None = 1000.0,
-            client_processes: int = 2) -> dict[str, float]:
-    """Deliveries/s and latency with ``clients`` connections, each subscribed to every symbol."""
-    names = [f"BENCH{i}" for i in range(symbols)]
-    with private_ring() as ring, running_serve(ring) as serve:
-        ready, results = _CTX.Queue(), _CTX.Queue()
-        start, stop = _CTX.Event(), _CTX.Event()
-        per_process = [clients // client_processes + (i < clients % client_processes) for i in range(client_processes)]
-        procs = [_CTX.Process(target=_client_process, args=(serve.url, serve.key, names, n, ready, start, stop, results))
-                 for n in per_process if n]
-        for p in procs:
-            p.start()
-        for _ in procs:
-            ready.get(timeout=120)
-        cpu_before = serve.cpu_seconds()
-        start.set()
-        published = _publish(ring, names, seconds, rate)
-        time.sleep(0.2)  # let the last batch arrive
-        stop.set()
-        cpu_used = serve.cpu_seconds() - cpu_before
-        outcomes = [results.get(timeout=120) for _ in procs]
-        rss = serve.rss_mib()
-        for p in procs:
-            p.join(30)
-    delivered = sum(o[0] for o in outcomes)
-    elapsed = max(o[1] for o in outcomes)
-    samples = [s for o in outcomes for s in o[2]]
-    return {
-        "clients": clients, "symbols": symbols, "rate": rate or 0.0, "published": published,
-        "published_per_second": published / seconds, "deliveries": delivered,
-        "deliveries_per_second": delivered / elapsed, "expected_deliveries": published * clients,
-        **latency_summary_us(samples), "serve_cpu_percent": 100.0 * cpu_used / elapsed, "serve_rss_mib": rss,
-    }
-
-
-def idle_cpu(clients: int = 10, seconds: float = 3.0) -> dict[str, float]:
-    """serve's CPU use with ``clients`` connected and subscribed while nothing is published."""
-    names = [f"IDLE{i}" for i in range(5)]
-    with private_ring() as ring, running_serve(ring) as serve:
-        ready, results = _CTX.Queue(), _CTX.Queue()
-        start, stop = _CTX.Event(), _CTX.Event()
-        proc = _CTX.Process(target=_client_process, args=(serve.url, serve.key, names, clients, ready, start, stop, results))
-        proc.start()
-        ready.get(timeout=60)
-        time.sleep(0.5)
-        before = serve.cpu_seconds()
-        start.set()
-        time.sleep(seconds)
-        stop.set()
-        used = serve.cpu_seconds() - before
-        results.get(timeout=60)
-        proc.join(30)
-    return {"clients": clients, "seconds": seconds, "serve_cpu_percent": 100.0 * used / seconds}
+        counter.last = time.monotonic()
