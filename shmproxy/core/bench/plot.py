@@ -1,0 +1,48 @@
+"""Latency distributions of a bench report, shared memory against ZeroMQ, as a PNG (matplotlib).
+
+One panel per latency measurement in the report, each target one line: how many ticks took longer
+than a given latency (a complementary CDF, both axes logarithmic), so medians and tails both show.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+NAMES = {"shm": "shmproxy (shared memory)", "zmq_ipc": "ZeroMQ ipc", "zmq_tcp": "ZeroMQ tcp"}
+_COLOURS = {"shm": "tab:green", "zmq_ipc": "tab:orange", "zmq_tcp": "tab:red"}
+
+
+def _panels(report: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    o, results = report["options"], report["results"]
+    wanted = [
+        ("hop", "latency", f"hop: publisher -> reader, {o['hop_rate']:,.0f} ticks/s"),
+        ("hop", "wakeup", "hop: idle reader waking for a sparse tick"),
+        ("e2e", "paced", f"end to end: {o['rate']:,.0f} ticks/s to {o['clients']} clients"),
+    ]
+    return [(title, results[s][m]) for s, m, title in wanted if m in results.get(s, {})]
+
+
+def draw(report: dict[str, Any], path: Path) -> None:
+    """Write the report's latency distributions to ``path`` (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display needed
+    import matplotlib.pyplot as plt
+
+    panels = _panels(report)
+    figure, axes = plt.subplots(1, max(1, len(panels)), figsize=(4.6 * max(1, len(panels)), 3.8), squeeze=False)
+    for ax, (title, by_target) in zip(axes[0], panels):
+        for target, result in by_target.items():
+            points = [(us, 1.0 - f if f < 1.0 else 1.0 / result["samples"]) for f, us in result["distribution"]]
+            if points:
+                ax.step(*zip(*points), where="post", label=NAMES[target], color=_COLOURS[target])
+        ax.set(xscale="log", yscale="log", title=title, xlabel="latency (us)", ylabel="fraction of ticks slower")
+        ax.title.set_fontsize(9)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    m = report["machine"]
+    figure.suptitle(f"shmproxy bench: {m['cpu_model']}, {m['cpus']} cores, Python {m['python']}", fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=80)
+    plt.close(figure)
