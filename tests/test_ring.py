@@ -118,7 +118,7 @@ def test_limit_bounds_one_poll(ring_name: str) -> None:
 def test_wait_times_out_then_wakes_for_another_process(ring_name: str) -> None:
     from conftest import run_python
 
-    with SharedMemoryPublisher(buffer_name=ring_name) as pub, SharedMemorySubscriber(ring_name) as sub:
+    with SharedMemoryPublisher(buffer_name=ring_name), SharedMemorySubscriber(ring_name) as sub:
         started = time.monotonic()
         assert sub.wait(timeout=0.05) == []
         assert time.monotonic() - started >= 0.05

@@ -21,7 +21,6 @@ from shmproxy import (
     SharedMemoryPublisher,
     SharedMemorySubscriber,
 )
-from shmproxy.core import layout
 
 from conftest import SHM, run_python
 

@@ -18,9 +18,9 @@ import time
 from dataclasses import dataclass, field
 
 from . import layout
-from .errors import CorruptSegmentError, ForeignSegmentError, SegmentError, SegmentNotFoundError
+from .errors import CorruptSegmentError, ForeignSegmentError, SegmentError
 from .inspect import live_writers, looks_like_ring
-from .segment import SHM_DIR, RingInfo, WriterInfo, decode_header, segment_path
+from .segment import RingInfo, WriterInfo, decode_header, open_existing, segment_path
 
 _LOCK_WAIT_S = 2.0  # writers hold the lock for microseconds; longer means a writer is stuck in it
 
@@ -60,7 +60,7 @@ class CleanPlan:
 
 def plan_clean(name: str) -> CleanPlan:
     """Look at ``name`` and decide; raise SegmentNotFoundError, or ForeignSegmentError if not a ring."""
-    fd = _open(name)
+    fd = open_existing(name)
     try:
         return _plan(name, fd)
     finally:
@@ -73,7 +73,7 @@ def remove_ring(plan: CleanPlan, force: bool = False) -> None:
     Raises the plan's refusal (unless ``force``), ForeignSegmentError if it is no longer a ring,
     and SegmentError if the name now points at another segment (re-created meanwhile).
     """
-    fd = _open(plan.name)
+    fd = open_existing(plan.name)
     try:
         _lock(fd, plan.name)
         now = _plan(plan.name, fd)
@@ -85,18 +85,6 @@ def remove_ring(plan: CleanPlan, force: bool = False) -> None:
         os.unlink(segment_path(plan.name))  # still under the lock: no writer slips in between
     finally:
         os.close(fd)  # also drops the lock
-
-
-def _open(name: str) -> int:
-    path = segment_path(name)
-    try:
-        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise SegmentNotFoundError(f"no shared-memory ring named '{name}' ({path} does not exist)") from None
-    except PermissionError:
-        raise SegmentError(f"permission denied opening ring '{name}' ({path}): it belongs to another user") from None
-    except IsADirectoryError:
-        raise ForeignSegmentError(f"'{name}' is a directory in {SHM_DIR}, not a shmproxy ring") from None
 
 
 def _plan(name: str, fd: int) -> CleanPlan:

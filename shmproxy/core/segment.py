@@ -172,15 +172,7 @@ class Segment:
     @classmethod
     def attach(cls, name: str, writable: bool = False) -> Segment:
         """Open an existing ring; raise :class:`SegmentNotFoundError` when there is none."""
-        path = segment_path(name)
-        try:
-            fd = os.open(path, (os.O_RDWR if writable else os.O_RDONLY) | os.O_CLOEXEC)
-        except FileNotFoundError:
-            raise SegmentNotFoundError(f"no shared-memory ring named '{name}' ({path} does not exist)") from None
-        except PermissionError:
-            raise SegmentError(f"permission denied opening ring '{name}' ({path}): it belongs to another user") from None
-        except IsADirectoryError:
-            raise ForeignSegmentError(f"'{name}' is a directory in {SHM_DIR}, not a shmproxy ring") from None
+        fd = open_existing(name, writable)
         try:
             _wait_for_header(fd)
             return cls(name, fd, writable, created=False)
@@ -297,17 +289,22 @@ def _wait_for_header(fd: int) -> None:
         time.sleep(0.01)
 
 
-def read_info(name: str) -> RingInfo:
-    """Read a ring's header without mapping it (what ``ls`` and ``clean`` need)."""
+def open_existing(name: str, writable: bool = False) -> int:
+    """A file descriptor on an existing segment, or the error that says why there is none."""
     path = segment_path(name)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        return os.open(path, (os.O_RDWR if writable else os.O_RDONLY) | os.O_CLOEXEC)
     except FileNotFoundError:
         raise SegmentNotFoundError(f"no shared-memory ring named '{name}' ({path} does not exist)") from None
     except PermissionError:
-        raise SegmentError(f"permission denied reading ring '{name}' ({path})") from None
+        raise SegmentError(f"permission denied opening ring '{name}' ({path}): it belongs to another user") from None
     except IsADirectoryError:
         raise ForeignSegmentError(f"'{name}' is a directory in {SHM_DIR}, not a shmproxy ring") from None
+
+
+def read_info(name: str) -> RingInfo:
+    """Read a ring's header without mapping it (what ``ls`` and ``clean`` need)."""
+    fd = open_existing(name)
     try:
         size = os.fstat(fd).st_size
         return decode_header(name, os.pread(fd, layout.HEADER_SIZE, 0), size)

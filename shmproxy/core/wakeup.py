@@ -15,7 +15,6 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import mmap
-import os
 import platform
 
 from . import layout
