@@ -11,6 +11,7 @@ from typing import Optional
 import typer
 
 from ..core import logfmt
+from ..core.openalgo.database import OpenAlgoDatabase
 from ..core.proxy.auth import read_key_file
 from ..core.proxy.service import ProxyService, is_loopback, run_until_stopped
 from ..core.proxy.workers import Supervisor
@@ -54,8 +55,10 @@ def serve(
         config.update(DEMO_ENVIRONMENT)
         demo_key = secrets.token_hex(16)
         keys.append(demo_key)
-    if not keys:
-        fail("no API keys configured: set SHMPROXY_API_KEYS or pass --api-key-file (or try --demo)", 2)
+    openalgo = OpenAlgoDatabase.from_config(config)  # checked here, before any worker starts
+    if not keys and openalgo is None:
+        fail("no API keys configured: set SHMPROXY_API_KEYS, pass --api-key-file or --env-file with OpenAlgo's .env "
+             "(or try --demo)", 2)
     if not is_loopback(settings.websocket_host):
         warn(f"listening on {settings.websocket_host}, reachable from other machines: put TLS in front of it")
     if workers > 1:

@@ -16,6 +16,7 @@ from dotenv import dotenv_values
 
 from . import layout
 from .errors import SettingsError
+from .openalgo.location import anchored
 from .segment import SHM_DIR, NAME_RE
 
 DEFAULT_BUFFER_NAME = "ws_proxy_buffer"
@@ -105,6 +106,10 @@ class Settings:
         "SHMPROXY_STALE_SECONDS", _float_range(1, 86400), 30.0, "no tick for this long while subscribed: degraded"
     )
     api_keys: tuple[str, ...] = _setting("SHMPROXY_API_KEYS", _key_list, (), "accepted API keys, comma-separated")
+    key_cache_seconds: float = _setting(
+        "SHMPROXY_KEY_CACHE_SECONDS", _float_range(0, 3600), 60.0,
+        "an API key verified against OpenAlgo's database is trusted this long without a new check",
+    )
 
     @classmethod
     def load(cls, env_file: str | os.PathLike[str] | None = None, overrides: Mapping[str, Any] | None = None) -> Settings:
@@ -137,9 +142,13 @@ class Settings:
 def load_environment(env_file: str | os.PathLike[str] | None = None) -> dict[str, str]:
     """The variables shmproxy sees: ``env_file`` (if given) overlaid by the process environment.
 
-    Adapters read their own settings (``ENABLE_*``, ``FLATTRADE_*``, ...) from this mapping.
+    Adapters read their own settings (``ENABLE_*``, ``FLATTRADE_*``, ...) from this mapping. A relative
+    SQLite ``DATABASE_URL`` in the file is made absolute against the file's directory, where OpenAlgo
+    runs from (:mod:`shmproxy.core.openalgo.location`).
     """
     source = {k: v for k, v in (read_env_file(env_file) if env_file is not None else {}).items() if v is not None}
+    if "DATABASE_URL" in source:
+        source["DATABASE_URL"] = anchored(source["DATABASE_URL"], Path(env_file).parent)
     source.update(os.environ)
     return source
 

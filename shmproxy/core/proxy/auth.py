@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hmac
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Protocol, Sequence
 
 from ..errors import SettingsError
 
@@ -31,6 +31,24 @@ class KeyVerifier:
         for key in self._keys:
             matched |= hmac.compare_digest(candidate, key)
         return self.user_id if matched else None
+
+
+class Verifier(Protocol):
+    async def verify(self, api_key: str) -> str | None: ...
+
+
+class CompositeVerifier:
+    """Asks each verifier in turn (cheap ones first); the first owner found is the key's owner."""
+
+    def __init__(self, verifiers: Sequence[Verifier]) -> None:
+        self.verifiers = list(verifiers)
+
+    async def verify(self, api_key: str) -> str | None:
+        for verifier in self.verifiers:
+            owner = await verifier.verify(api_key)
+            if owner is not None:
+                return owner
+        return None
 
 
 def read_key_file(path: str | Path) -> list[str]:

@@ -12,10 +12,12 @@ from typing import Any, Callable, Iterable, Mapping
 
 from ..adapters.manager import AdapterManager
 from ..adapters.registry import installed
+from ..openalgo.database import OpenAlgoDatabase
+from ..openalgo.keys import CachedKeyVerifier
 from ..publisher import SharedMemoryPublisher
 from ..settings import Settings
 from . import health
-from .auth import KeyVerifier
+from .auth import CompositeVerifier, KeyVerifier, Verifier
 from .hub import Hub, HubConfig
 from .metrics import CONTENT_TYPE, ProxyMetrics
 from .server import ProxyServer
@@ -34,6 +36,16 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def key_verifier(keys: Iterable[str], openalgo: OpenAlgoDatabase | None, cache_seconds: float) -> CompositeVerifier:
+    """The configured keys (constant time), then OpenAlgo's database when the settings point at it."""
+    verifiers: list[Verifier] = [KeyVerifier(keys)]
+    if openalgo is not None:
+        verifiers.append(CachedKeyVerifier(openalgo.key_owner, cache_seconds))
+        log.info("API keys are also checked against OpenAlgo's database %s (an accepted key is trusted for %gs)",
+                 openalgo.path, cache_seconds)
+    return CompositeVerifier(verifiers)
+
+
 class ProxyService:
     """The proxy server and its adapters. Checks adapter settings on construction (SettingsError).
 
@@ -45,10 +57,11 @@ class ProxyService:
                  adapters: AdapterManager | None = None) -> None:
         self.settings = settings
         self.config = config
+        self.openalgo = OpenAlgoDatabase.from_config(config)  # checked first: its problems are its own
         self.adapters = adapters if adapters is not None else AdapterManager.from_config(config)
         self.health_extra: Callable[[], dict[str, Any]] | None = None  # more /health fields (workers)
         self.publisher: SharedMemoryPublisher | None = None
-        verifier = KeyVerifier(keys)
+        verifier = key_verifier(keys, self.openalgo, settings.key_cache_seconds)
         hub_config = HubConfig(
             broker=self.adapters.broker,
             max_symbols=settings.max_symbols_per_websocket,
