@@ -171,4 +171,4 @@ def test_token_file_must_hold_the_token_alone(config, tmp_path) -> None:
         with pytest.raises(SettingsError, match=message):
             FlattradeSettings.from_config(config)
     token_file.write_text("tok\n")
-    assert FlattradeSettings.from_config(config).token_file == token_file
+    assert FlattradeSettings.from_config(config).tokens.file == token_file

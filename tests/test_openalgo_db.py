@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from shmproxy.core.adapters.session_token import TokenSource
 from shmproxy.core.errors import SettingsError
 from shmproxy.core.openalgo.database import NoSession, OpenAlgoDatabase, OpenAlgoUnavailable
 from shmproxy.core.openalgo.keys import CachedKeyVerifier
@@ -181,6 +182,19 @@ def test_revoked_and_undecryptable_sessions_are_skipped(install) -> None:
 def _foreign_ciphertext(value: str) -> str:
     """A token encrypted under another pepper (a row left over from before a pepper change)."""
     return fernet_for("another pepper " * 4).encrypt(value.encode()).decode()
+
+
+def test_token_source_prefers_explicit_settings_and_reads_the_database_afresh(install, tmp_path) -> None:
+    config = {"DATABASE_URL": f"sqlite:///{install.db}", "API_KEY_PEPPER": install.pepper}
+    assert TokenSource.from_config({**config, "X_AUTH_TOKEN": "explicit"}, "X", "flattrade", "FT1").read().value == "explicit"
+    source = TokenSource.from_config(config, "X", "flattrade", "FT1")
+    assert source.changes and source.status().usable is False
+    install.set_session("alice", "flattrade", "tok-1")
+    assert (source.read().value, source.read().source) == ("tok-1", "OpenAlgo database (user alice)")
+    install.set_session("alice", "flattrade", "tok-2")
+    assert source.read().value == "tok-2" and "tok-2" not in repr(source.read())
+    with pytest.raises(SettingsError, match="no token: set X_AUTH_TOKEN or X_TOKEN_FILE, or point at OpenAlgo's .env"):
+        TokenSource.from_config({}, "X", "flattrade", "FT1")
 
 
 # --- the key cache ----------------------------------------------------------------------------------------------

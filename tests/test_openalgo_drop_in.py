@@ -1,5 +1,5 @@
 """serve pointed at an existing OpenAlgo install's .env, end to end with real processes and sockets:
-OpenAlgo's API keys authenticate clients.
+OpenAlgo's API keys authenticate clients, and the Flattrade adapter takes OpenAlgo's broker session.
 
 The install (tests/openalgo_install.py) has OpenAlgo's tables, keys hashed and tokens encrypted as
 OpenAlgo does it; its .env names the database by OpenAlgo's default relative URL, so every test here
@@ -8,16 +8,23 @@ also proves that URL is found next to the .env file, whatever serve's working di
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
 from websockets.sync.client import connect
 
 from conftest import run_cli
+from noren_sim import GOOD_TOKEN, NorenSim, instrument_state
 from openalgo_install import OpenAlgoInstall, new_api_key
-from serve_harness import API_KEY, ServeProcess, request
+from serve_harness import API_KEY, ServeProcess, request, subscribe
+from test_flattrade import (RELIANCE, SYMBOL_MAP, USER, health_of_adapter, session_of_login, tick_with_ltp,
+                            wait_for_status)
 
 pytest.importorskip("argon2", reason="the openalgo extra: pip install -e '.[test,openalgo]'")
+
+FRESH_TOKEN = "fresh-token-9b2e"  # what OpenAlgo's next daily broker login stores
+
 
 @pytest.fixture
 def install(tmp_path) -> OpenAlgoInstall:
@@ -119,3 +126,88 @@ def test_start_up_problems_are_one_line_errors(ring_name, install, tmp_path, pro
     assert result.stderr.strip().count("\n") == 0 and expected in result.stderr, result.stderr
     assert install.pepper not in result.stderr
     assert (install.db.read_bytes() if install.db.exists() else None) == before  # never written to
+
+
+# --- the broker session -----------------------------------------------------------------------------------
+@pytest.fixture
+def sim():
+    with NorenSim({RELIANCE: instrument_state(*RELIANCE, "RELIANCE-EQ", 2950.0)},
+                  tokens=(GOOD_TOKEN, FRESH_TOKEN)) as simulator:
+        yield simulator
+
+
+@pytest.fixture
+def flattrade_env(sim, tmp_path) -> dict[str, str]:
+    """Flattrade enabled with no token setting: the token comes from OpenAlgo's database."""
+    (tmp_path / "symbols.csv").write_text(SYMBOL_MAP)
+    return {"ENABLE_FLATTRADE": "true", "FLATTRADE_USER_ID": USER, "FLATTRADE_WS_URL": sim.url,
+            "FLATTRADE_SYMBOL_MAP": str(tmp_path / "symbols.csv"), "FLATTRADE_HEARTBEAT_SECONDS": "0.5",
+            "FLATTRADE_AUTH_RETRY_SECONDS": "0.5", "FLATTRADE_TOKEN_CHECK_SECONDS": "0.3"}
+
+
+def login_tokens(sim: NorenSim) -> list[str]:
+    return [m["accesstoken"] for m in sim.logins()]
+
+
+def test_a_token_refreshed_while_serve_runs_reaches_the_flattrade_adapter(ring_name, install, sim, flattrade_env) -> None:
+    key = new_api_key()
+    install.set_api_key("alice", key)
+    install.set_session("alice", "flattrade", GOOD_TOKEN, feed_token="feed-1")
+    install.set_session("carol", "zerodha", "zerodha-token")  # another broker's session is never used
+    with serve(ring_name, install, **flattrade_env) as server, connect(server.url, open_timeout=10) as ws:
+        assert request(ws, {"action": "authenticate", "api_key": key})["status"] == "success"
+        assert subscribe(ws, "RELIANCE")["status"] == "success"
+        session_of_login(sim, 1)
+        assert login_tokens(sim) == [GOOD_TOKEN]
+        sim.update(*RELIANCE, lp="2951.00")
+        tick_with_ltp(ws, "RELIANCE", 2951.0)
+
+        install.set_session("alice", "flattrade", FRESH_TOKEN, feed_token="feed-2")  # the next morning's login
+        sim.wait_for(lambda: FRESH_TOKEN in login_tokens(sim), timeout=10, what="a login with the fresh token")
+        assert set(login_tokens(sim)) == {GOOD_TOKEN, FRESH_TOKEN}
+        wait_for_status(ws, "connected")
+        sim.update(*RELIANCE, lp="2952.00")
+        tick_with_ltp(ws, "RELIANCE", 2952.0)  # served by the new session
+        time.sleep(1)  # several token checks later: no further logins while the token stays the same
+        assert len(sim.logins()) == 2
+        logs = server.logs()
+    assert "a new session token in the OpenAlgo database" in logs
+    for secret in (GOOD_TOKEN, FRESH_TOKEN, "zerodha-token", key):
+        assert secret not in logs
+
+
+def test_a_revoked_session_is_skipped_until_openalgo_logs_in_again(ring_name, install, sim, flattrade_env) -> None:
+    install.set_session("alice", "flattrade", GOOD_TOKEN, revoked=True)  # OpenAlgo's daily expiry
+    with serve(ring_name, install, keys=API_KEY, **flattrade_env) as server, \
+            connect(server.url, open_timeout=10) as ws:
+        assert request(ws, {"action": "authenticate", "api_key": API_KEY})["status"] == "success"
+        wait_for_status(ws, "auth_failed")
+        assert health_of_adapter(server)["detail"] == "OpenAlgo's flattrade session is revoked: log in to flattrade through OpenAlgo again"
+        time.sleep(1)  # two retries at the 0.5 s pace: the revoked token is never sent
+        assert sim.logins() == []
+
+        install.set_session("alice", "flattrade", FRESH_TOKEN)
+        sim.wait_for(lambda: sim.logins(), timeout=10, what="a login after OpenAlgo's new session")
+        assert login_tokens(sim) == [FRESH_TOKEN]
+        wait_for_status(ws, "connected")
+
+
+def test_adapters_command_shows_where_the_token_comes_from_never_the_token(install, flattrade_env) -> None:
+    def flattrade_entry() -> dict:
+        result = run_cli("adapters", "--json", "--env-file", str(install.env_file), env={"PATH": "/usr/bin:/bin", **flattrade_env})
+        assert GOOD_TOKEN not in result.stdout and install.pepper not in result.stdout
+        return next(a for a in json.loads(result.stdout) if a["name"] == "flattrade")
+
+    no_session = flattrade_entry()
+    assert (no_session["configured"], no_session["token_source"], no_session["token_usable"]) == (True, "OpenAlgo database", False)
+    assert no_session["token_problem"] == "OpenAlgo holds no flattrade session: log in to flattrade through OpenAlgo"
+    install.set_session("alice", "flattrade", GOOD_TOKEN)
+    usable = flattrade_entry()
+    assert (usable["token_source"], usable["token_usable"], usable["token_problem"]) == ("OpenAlgo database (user alice)", True, None)
+    table = run_cli("adapters", "--env-file", str(install.env_file), env={"PATH": "/usr/bin:/bin", "COLUMNS": "250", **flattrade_env})
+    assert "OpenAlgo database (user alice): usable" in table.stdout and GOOD_TOKEN not in table.stdout
+    explicit = run_cli("adapters", "--json", "--env-file", str(install.env_file),
+                       env={"PATH": "/usr/bin:/bin", **flattrade_env, "FLATTRADE_AUTH_TOKEN": "explicit-token"})
+    entry = next(a for a in json.loads(explicit.stdout) if a["name"] == "flattrade")
+    assert entry["token_source"] == "FLATTRADE_AUTH_TOKEN" and "explicit-token" not in explicit.stdout
+

@@ -23,6 +23,7 @@ from typing import Any, ClassVar, Mapping
 
 from ..errors import RecordError
 from ..publisher import SharedMemoryPublisher
+from .session_token import TokenStatus
 
 log = logging.getLogger("shmproxy.adapters")
 
@@ -90,6 +91,12 @@ class Adapter(ABC):
         The default checks that required settings are present; adapters add their own checks.
         """
         return [f"{s.name} is not set" for s in cls.settings if s.required and not (config.get(s.name) or "").strip()]
+
+    @classmethod
+    def token_status(cls, config: Mapping[str, str]) -> TokenStatus | None:
+        """Where the session token comes from and whether it is usable now (never the token), for
+        ``shmproxy adapters``; None for an adapter without one."""
+        return None
 
     # --- lifecycle ---------------------------------------------------------------------------------
     @abstractmethod

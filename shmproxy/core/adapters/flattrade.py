@@ -15,8 +15,7 @@ import logging
 import time
 from collections import defaultdict
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable, ClassVar, Iterable, Mapping, TypeVar
+from typing import Awaitable, Callable, ClassVar, Iterable, Mapping, TypeVar
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidURI, WebSocketException
@@ -26,6 +25,7 @@ from ..errors import SettingsError
 from . import noren
 from .backoff import Backoff
 from .base import Adapter, AdapterState, Setting
+from .session_token import TokenSource, TokenStatus, TokenUnavailable
 from .symbolmap import BrokerKey, Instrument, SymbolMap
 
 log = logging.getLogger("shmproxy.adapters")
@@ -40,49 +40,38 @@ class LoginRefused(Exception):
     """The broker (or the token source) refused this session: retry at the slow pace."""
 
 
+class TokenRefreshed(Exception):
+    """The token source holds a new token: start the session over with it."""
+
+
 @dataclass(frozen=True)
 class FlattradeSettings:
     """The adapter's settings, checked; :meth:`from_config` raises SettingsError naming a bad one."""
 
     user_id: str
     account_id: str
-    token: str
-    token_file: Path | None
+    tokens: TokenSource
     url: str
     symbols: SymbolMap
     heartbeat_s: float
     auth_retry_s: float
+    token_check_s: float
 
     @classmethod
     def from_config(cls, config: Mapping[str, str]) -> FlattradeSettings:
         user_id = _get(config, "FLATTRADE_USER_ID")
         if not user_id:
             raise SettingsError("FLATTRADE_USER_ID is not set")
-        token, token_file = _get(config, "FLATTRADE_AUTH_TOKEN"), _get(config, "FLATTRADE_TOKEN_FILE")
-        if token and token_file:
-            raise SettingsError("set only one of FLATTRADE_AUTH_TOKEN and FLATTRADE_TOKEN_FILE")
-        if not token and not token_file:
-            raise SettingsError("no token: set FLATTRADE_AUTH_TOKEN or FLATTRADE_TOKEN_FILE")
-        if token_file:
-            _checked("FLATTRADE_TOKEN_FILE", token_file, read_token_file)
         return cls(
             user_id=user_id,
             account_id=_get(config, "FLATTRADE_ACCOUNT_ID") or user_id,
-            token=token,
-            token_file=Path(token_file) if token_file else None,
+            tokens=TokenSource.from_config(config, "FLATTRADE", FlattradeAdapter.name, user_id),
             url=_url(_get(config, "FLATTRADE_WS_URL") or DEFAULT_URL),
             symbols=_symbol_map(_get(config, "FLATTRADE_SYMBOL_MAP")),
             heartbeat_s=_seconds(config, "FLATTRADE_HEARTBEAT_SECONDS", 30.0),
             auth_retry_s=_seconds(config, "FLATTRADE_AUTH_RETRY_SECONDS", 60.0),
+            token_check_s=_seconds(config, "FLATTRADE_TOKEN_CHECK_SECONDS", 300.0),
         )
-
-
-def read_token_file(path: str | Path) -> str:
-    """The token in ``path``: its content without surrounding whitespace. Raises OSError or ValueError."""
-    token = Path(path).read_text(encoding="utf-8").strip()
-    if not token or len(token.split()) > 1:
-        raise ValueError("expected the token alone" if token else "the file is empty")
-    return token
 
 
 def _get(config: Mapping[str, str], name: str) -> str:
@@ -132,8 +121,10 @@ class FlattradeAdapter(Adapter):
     settings = (
         Setting("FLATTRADE_USER_ID", "Flattrade client id", required=True),
         Setting("FLATTRADE_ACCOUNT_ID", "account id (default: the user id)"),
-        Setting("FLATTRADE_AUTH_TOKEN", "session token (or FLATTRADE_TOKEN_FILE)"),
+        Setting("FLATTRADE_AUTH_TOKEN", "session token (or FLATTRADE_TOKEN_FILE, or OpenAlgo's database)"),
         Setting("FLATTRADE_TOKEN_FILE", "file holding the session token, re-read on every (re)connect"),
+        Setting("FLATTRADE_TOKEN_CHECK_SECONDS", "how often a token file or OpenAlgo's database is checked for "
+                "a new token while connected (default 300)"),
         Setting("FLATTRADE_WS_URL", f"market-data WebSocket (default {DEFAULT_URL})"),
         Setting("FLATTRADE_SYMBOL_MAP", "CSV file exchange,symbol,token: OpenAlgo symbols to broker tokens",
                 required=True),
@@ -153,6 +144,14 @@ class FlattradeAdapter(Adapter):
         except SettingsError as exc:
             return [str(exc)]
         return []
+
+    @classmethod
+    def token_status(cls, config: Mapping[str, str]) -> TokenStatus:
+        try:
+            tokens = TokenSource.from_config(config, "FLATTRADE", cls.name, _get(config, "FLATTRADE_USER_ID"))
+        except SettingsError as exc:
+            return TokenStatus("none", False, str(exc))
+        return tokens.status()
 
     def __init__(self, config: Mapping[str, str]) -> None:
         super().__init__(config)
@@ -235,17 +234,20 @@ class FlattradeAdapter(Adapter):
         """One connection from connect to its end; returns the delay before the next attempt."""
         logged_in_at = None
         try:
-            token = self._read_token()
+            token = await asyncio.to_thread(self._read_token)  # OpenAlgo's database is a file read
             ws = await connect(self.options.url, open_timeout=self.connect_timeout_s,
                                close_timeout=self.close_timeout_s)
             try:
                 await self._login(ws, token)
                 logged_in_at = time.monotonic()
-                await self._serve(ws)
+                await self._serve(ws, token)
             finally:
                 await ws.close()  # a normal closing handshake however it ends: refused, silent, stopping
         except LoginRefused as exc:
             return self._refused(str(exc))
+        except TokenRefreshed as exc:
+            self._backoff.reset()  # a new token is no fault: log in again at once
+            reason = str(exc)
         except ConnectionClosed as exc:
             if logged_in_at is not None and exc.rcvd is not None and exc.rcvd.code == 1000:
                 return self._refused(EVICTED)  # the broker's one-session rule: another login took over
@@ -269,14 +271,12 @@ class FlattradeAdapter(Adapter):
     def _read_token(self) -> str:
         """The session token, looked up afresh for every login so a refreshed token is picked up.
 
-        Sources: FLATTRADE_AUTH_TOKEN, else FLATTRADE_TOKEN_FILE. Extend here for further sources.
+        Sources: FLATTRADE_AUTH_TOKEN, else FLATTRADE_TOKEN_FILE, else OpenAlgo's database.
         """
-        if self.options.token:
-            return self.options.token
         try:
-            return read_token_file(self.options.token_file)
-        except (OSError, ValueError) as exc:
-            raise LoginRefused(f"FLATTRADE_TOKEN_FILE cannot be used: {getattr(exc, 'strerror', None) or exc}") from None
+            return self.options.tokens.read().value
+        except TokenUnavailable as exc:
+            raise LoginRefused(str(exc)) from None
 
     async def _login(self, ws: ClientConnection, token: str) -> None:
         """Send the login and wait for its ack; raise LoginRefused with the broker's reason."""
@@ -290,8 +290,9 @@ class FlattradeAdapter(Adapter):
         if refusal is not None:
             raise LoginRefused(f"login refused: {refusal}")
 
-    async def _serve(self, ws: ClientConnection) -> None:
-        """Logged in: subscribe everything wanted, heartbeat, and publish the feed until the link ends."""
+    async def _serve(self, ws: ClientConnection, token: str) -> None:
+        """Logged in: subscribe everything wanted, heartbeat, and publish the feed until the link ends
+        (or, for a token that can change, until a new one appears)."""
         self._held.clear()
         self._book.clear()
         self._ws = ws  # from here on, subscription changes go straight to the broker
@@ -299,10 +300,26 @@ class FlattradeAdapter(Adapter):
         heartbeat = asyncio.create_task(self._heartbeat(ws))
         try:
             await self._sync(list(self.wanted))
-            await self._receive(ws)
+            if self.options.tokens.changes:
+                await _first_to_end(self._receive(ws), self._watch_token(token))
+            else:
+                await self._receive(ws)
         finally:
             heartbeat.cancel()
             await asyncio.gather(heartbeat, return_exceptions=True)
+
+    async def _watch_token(self, token: str) -> None:
+        """Raise TokenRefreshed once the source holds another token (OpenAlgo's daily re-login, a
+        rewritten file): the broker may go on serving the old session for a while, or drop it
+        silently. No usable token (OpenAlgo revoked the session) keeps the session the broker accepts."""
+        while True:
+            await asyncio.sleep(self.options.token_check_s)
+            try:
+                fresh = await asyncio.to_thread(self._read_token)
+            except LoginRefused:
+                continue
+            if fresh != token:
+                raise TokenRefreshed(f"a new session token in the {self.options.tokens.describe()}")
 
     async def _heartbeat(self, ws: ClientConnection) -> None:
         while True:
@@ -340,6 +357,18 @@ class FlattradeAdapter(Adapter):
 def _next_attempt_in(delay: float, reason: str) -> float:
     log.warning("flattrade adapter: %s; next attempt in %.1fs", reason, delay)
     return delay
+
+
+async def _first_to_end(*coroutines: Awaitable[None]) -> None:
+    """Run the coroutines until the first ends, cancel the others, and raise what the first raised."""
+    tasks = [asyncio.ensure_future(c) for c in coroutines]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        done.pop().result()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def _login_ack(ws: ClientConnection) -> dict:

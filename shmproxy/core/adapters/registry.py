@@ -17,6 +17,7 @@ from typing import Callable, Mapping
 
 from ..errors import SettingsError
 from .base import Adapter
+from .session_token import TokenStatus
 
 GROUP = "shmproxy.adapters"
 log = logging.getLogger("shmproxy.adapters")
@@ -32,6 +33,7 @@ class AdapterInfo:
     enabled: bool
     problems: list[str]
     load_error: str | None = None
+    token: TokenStatus | None = None
 
     @property
     def configured(self) -> bool:
@@ -91,7 +93,7 @@ def describe(config: Mapping[str, str]) -> list[AdapterInfo]:
         if isinstance(cls, Exception):
             infos.append(AdapterInfo(name, "", enabled, [], f"cannot load: {cls}"))
         else:
-            infos.append(AdapterInfo(name, cls.description, enabled, cls.check(config)))
+            infos.append(AdapterInfo(name, cls.description, enabled, cls.check(config), token=cls.token_status(config)))
     return infos
 
 
