@@ -16,7 +16,8 @@ from conftest import SHM, run_cli
 
 TINY = ("--duration", "0.2", "--clients", "4", "--symbols", "5", "--rate", "200", "--hop-rate", "2000")
 HOP = {("publish", "per_second"), ("throughput_1", "per_second"), ("throughput_3", "per_second"),
-       ("latency", "p50_us"), ("latency", "p99_us"), ("latency", "p999_us"), ("wakeup", "p50_us"),
+       ("latency", "p50_us"), ("latency", "p99_us"), ("latency", "p999_us"), ("latency_polling", "p50_us"),
+       ("latency_polling", "p99_us"), ("latency_polling", "p999_us"), ("wakeup", "p50_us"),
        ("wakeup", "p99_us"), ("idle", "cpu_percent")}
 E2E = {("paced", "deliveries_per_second"), ("paced", "p50_us"), ("paced", "p99_us"), ("paced", "proxy_cpu_percent"),
        ("paced", "proxy_cpu_us_per_delivery"), ("paced", "proxy_rss_mib"), ("flat_out", "deliveries_per_second")}

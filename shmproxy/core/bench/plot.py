@@ -16,7 +16,8 @@ _COLOURS = {"shm": "tab:green", "zmq_ipc": "tab:orange", "zmq_tcp": "tab:red"}
 def _panels(report: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     o, results = report["options"], report["results"]
     wanted = [
-        ("hop", "latency", f"hop: publisher -> reader, {o['hop_rate']:,.0f} ticks/s"),
+        ("hop", "latency", f"hop: {o['hop_rate']:,.0f} ticks/s, blocking reader"),
+        ("hop", "latency_polling", f"hop: {o['hop_rate']:,.0f} ticks/s, polling reader"),
         ("hop", "wakeup", "hop: idle reader waking for a sparse tick"),
         ("e2e", "paced", f"end to end: {o['rate']:,.0f} ticks/s to {o['clients']} clients"),
     ]
@@ -31,10 +32,11 @@ def draw(report: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     panels = _panels(report)
-    figure, axes = plt.subplots(1, max(1, len(panels)), figsize=(4.6 * max(1, len(panels)), 3.8), squeeze=False)
+    figure, axes = plt.subplots(1, max(1, len(panels)), figsize=(4.2 * max(1, len(panels)), 3.8), squeeze=False)
     for ax, (title, by_target) in zip(axes[0], panels):
         for target, result in by_target.items():
-            points = [(us, 1.0 - f if f < 1.0 else 1.0 / result["samples"]) for f, us in result["distribution"]]
+            floor = 1.0 / max(1, result["samples"])  # the slowest tick: finer fractions are not resolved
+            points = [(us, max(1.0 - f, floor)) for f, us in result["distribution"] if 1.0 - f >= floor or f == 1.0]
             if points:
                 ax.step(*zip(*points), where="post", label=NAMES[target], color=_COLOURS[target])
         ax.set(xscale="log", yscale="log", title=title, xlabel="latency (us)", ylabel="fraction of ticks slower")

@@ -75,6 +75,8 @@ def _hop_steps(o: Options, compare_zmq: bool) -> list[Step]:
         "throughput_1": ("hop throughput, 1 reader", partial(hop.throughput, readers=1, seconds=o.duration)),
         "throughput_3": ("hop throughput, 3 readers", partial(hop.throughput, readers=3, seconds=o.duration)),
         "latency": (f"hop latency at {o.hop_rate:,.0f} ticks/s", partial(hop.latency, rate=o.hop_rate, seconds=o.duration)),
+        "latency_polling": (f"hop latency at {o.hop_rate:,.0f} ticks/s, polling",
+                            partial(hop.latency, rate=o.hop_rate, seconds=o.duration, spin=True)),
         "wakeup": ("idle reader wake-up", partial(hop.latency, rate=WAKEUP_RATE, seconds=o.duration)),
         "idle": ("idle reader CPU", partial(hop.idle_cpu, seconds=o.duration)),
     }
@@ -118,7 +120,8 @@ def figure_list(o: Options) -> list[Figure]:
         Figure("publish rate, nobody reading", "calls/s", True, "hop", "publish", "per_second"),
         Figure("hop throughput, 1 reader", "ticks/s", True, "hop", "throughput_1", "per_second"),
         Figure("hop throughput, 3 readers (slowest)", "ticks/s", True, "hop", "throughput_3", "per_second"),
-        *(Figure(f"hop latency {p} at {o.hop_rate:,.0f} ticks/s", "us", False, "hop", "latency", f"{f}_us")
+        *(Figure(f"hop latency {p} at {o.hop_rate:,.0f} ticks/s, {how} reader", "us", False, "hop", measurement, f"{f}_us")
+          for how, measurement in (("blocking", "latency"), ("polling", "latency_polling"))
           for p, f in (("p50", "p50"), ("p99", "p99"), ("p99.9", "p999"))),
         *(Figure(f"idle reader wake-up {p}", "us", False, "hop", "wakeup", f"{p}_us") for p in ("p50", "p99")),
         Figure("idle reader CPU", "%", False, "hop", "idle", "cpu_percent"),
