@@ -12,6 +12,7 @@ from .records import (
     MODE_LTP,
     MODE_QUOTE,
     NameCodec,
+    Tick,
     encode_depth,
     encode_prices,
     encode_quantities,
@@ -82,6 +83,20 @@ class SharedMemoryPublisher:
             self._writer.count_rejected()
             raise
         return self._writer.write(body, depth)
+
+    def republish(self, tick: Tick) -> int:
+        """Write a tick read from another ring (or carried by ``shmproxy bridge``) and return its sequence.
+
+        Every field stays as it was, the exchange time to the nanosecond, except the publish time,
+        which becomes now. Raises ValueError (:class:`RecordError`) when a name does not fit.
+        """
+        try:
+            names = self._names.encode(tick.exchange, tick.symbol)
+        except RecordError:
+            self._writer.count_rejected()
+            raise
+        body = [time.time_ns(), tick.exchange_ns, tick.mode, *names, *tick.values]
+        return self._writer.write(body, tick.depth_values)
 
     def _encode(self, symbol: str, data: Mapping[str, Any]) -> tuple[list, list | None]:
         """Fast path for well-formed ticks; anything doubtful goes to :meth:`_encode_checked`."""

@@ -204,6 +204,20 @@ class Tick:
         return (self.exchange_ns or self.publish_ns) // 1_000_000
 
     @property
+    def values(self) -> tuple:
+        """The 7 prices and 6 quantities in record order (``layout.BODY_FORMAT``'s ``7d6q``)."""
+        return (
+            self.ltp, self.open, self.high, self.low, self.close, self.average_price, self.percent_change,
+            self.volume, self.last_quantity, self.last_trade_time, self.oi, self.total_buy_quantity,
+            self.total_sell_quantity,
+        )
+
+    @property
+    def depth_values(self) -> tuple | None:
+        """The 30 depth values in record order (``layout.DEPTH_FORMAT``) for Depth records, else None."""
+        return self._depth
+
+    @property
     def depth(self) -> dict[str, list[dict[str, float | int]]] | None:
         """``{"buy": [...5 levels], "sell": [...]}`` for Depth records, else None."""
         d = self._depth
