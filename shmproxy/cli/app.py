@@ -46,6 +46,7 @@ def _register_commands() -> None:
     from . import dump, mock_feed, rings, tail  # noqa: F401
     from . import migrate_config  # noqa: F401
     from . import bench  # noqa: F401
+    from . import bridge  # noqa: F401
 
 
 def main() -> None:
