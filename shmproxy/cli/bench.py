@@ -47,7 +47,7 @@ def bench(
     Each measurement runs real processes on a private ring (removed afterwards) and on 127.0.0.1
     only; with --compare-zmq the same ticks also go over ZeroMQ PUB/SUB (ipc and tcp) and through an
     upstream-style ZeroMQ proxy, and the table shows shmproxy's advantage over each. The defaults
-    take about 1.5 minutes. A benchmark, not a test: close other work first; see docs/performance.md.
+    take about a minute on 2 cores. A benchmark, not a test: close other work first; see docs/performance.md.
 
     Examples:
 

@@ -30,6 +30,7 @@ def draw(report: dict[str, Any], path: Path) -> None:
 
     matplotlib.use("Agg")  # files only: no display needed
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     panels = _panels(report)
     figure, axes = plt.subplots(1, max(1, len(panels)), figsize=(4.2 * max(1, len(panels)), 3.8), squeeze=False)
@@ -39,7 +40,11 @@ def draw(report: dict[str, Any], path: Path) -> None:
             points = [(us, max(1.0 - f, floor)) for f, us in result["distribution"] if 1.0 - f >= floor or f == 1.0]
             if points:
                 ax.step(*zip(*points), where="post", label=NAMES[target], color=_COLOURS[target])
-        ax.set(xscale="log", yscale="log", title=title, xlabel="latency (us)", ylabel="fraction of ticks slower")
+        ax.set(xscale="log", yscale="log", title=title, xlabel="latency", ylabel="fraction of ticks slower")
+        low, high = ax.get_xlim()
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0,) if high / low > 300 else (1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda us, _: _duration(us)))
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.title.set_fontsize(9)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
@@ -48,3 +53,8 @@ def draw(report: dict[str, Any], path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=80)
     plt.close(figure)
+
+
+def _duration(us: float) -> str:
+    """A tick label: 50 µs, 2 ms, 1.5 s."""
+    return f"{us:g} µs" if us < 1e3 else f"{us / 1e3:g} ms" if us < 1e6 else f"{us / 1e6:g} s"
