@@ -41,6 +41,7 @@ def bench(
     symbols: int = typer.Option(Options.symbols, "--symbols", min=1, max=1000, help="Symbols every client subscribes to end to end."),
     rate: float = typer.Option(Options.rate, "--rate", help="Ticks/s published end to end (each one goes to every client)."),
     hop_rate: float = typer.Option(Options.hop_rate, "--hop-rate", help="Ticks/s for the hop latency."),
+    workers: int = typer.Option(Options.workers, "--workers", min=1, max=16, help="Also measure serve --workers N flat out (1 skips it)."),
 ) -> None:
     """Measure publish rate, hop throughput and latency, idle cost and end-to-end fan-out on this machine.
 
@@ -60,7 +61,7 @@ def bench(
     _check(duration, rate, hop_rate)
     if plot is not None:
         require("matplotlib", "--plot")
-    options = Options(duration=duration, clients=clients, symbols=symbols, rate=rate, hop_rate=hop_rate)
+    options = Options(duration=duration, clients=clients, symbols=symbols, rate=rate, hop_rate=hop_rate, workers=workers)
     steps = plan(which.value, options, compare_zmq)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: children stopped, rings removed
     report = _run(steps, options)

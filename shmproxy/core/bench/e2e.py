@@ -47,13 +47,30 @@ class ProxyProcess:
     key: str
 
     def cpu_seconds(self) -> float:
-        with open(f"/proc/{self.proc.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / _TICKS_PER_S
+        """CPU time of the proxy and its worker processes (serve --workers runs them as children)."""
+        return sum(_stat(pid)[0] for pid in self._tree())
 
     def rss_mib(self) -> float:
-        with open(f"/proc/{self.proc.pid}/statm") as f:
-            return int(f.read().split()[1]) * _PAGE / (1 << 20)
+        return sum(_stat(pid)[1] for pid in self._tree()) * _PAGE / (1 << 20)
+
+    def _tree(self) -> list[int]:
+        """The proxy's pid and its direct children's."""
+        children = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    if _stat(int(entry))[2] == self.proc.pid:
+                        children.append(int(entry))
+                except OSError:  # exited meanwhile
+                    pass
+        return [self.proc.pid, *children]
+
+
+def _stat(pid: int) -> tuple[float, int, int]:
+    """(CPU seconds, resident pages, parent pid) of a process, from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS_PER_S, int(fields[21]), int(fields[1])
 
 
 @contextmanager
@@ -86,18 +103,19 @@ def _wait_for_banner(proc: subprocess.Popen) -> int:
 
 
 @contextmanager
-def running_serve(ring: str) -> Iterator[ProxyProcess]:
-    """A ``shmproxy serve`` process reading ``ring``, on a free port of 127.0.0.1."""
+def running_serve(ring: str, workers: int = 1) -> Iterator[ProxyProcess]:
+    """A ``shmproxy serve`` process (``workers`` of them on one port) reading ``ring``, on a free port of 127.0.0.1."""
     argv = [sys.executable, "-m", "shmproxy", "serve", "--port", "0", "--host", "127.0.0.1", "--buffer", ring,
-            "--log-level", "warning"]
+            "--log-level", "warning", "--workers", str(workers)]
     with running_proxy(argv, secrets.token_hex(16)) as serve:
         yield serve
 
 
 def fan_out(clients: int = 100, symbols: int = 50, seconds: float = 5.0, rate: float | None = 1000.0,
-            client_processes: int = 2) -> dict[str, float]:
-    """Ring -> serve: deliveries/s and latency with ``clients`` connections, each subscribed to every symbol."""
-    with private_ring() as ring, running_serve(ring) as serve, SharedMemoryPublisher(buffer_name=ring) as pub:
+            client_processes: int = 2, workers: int = 1) -> dict[str, float]:
+    """Ring -> serve (with ``workers`` processes): deliveries/s and latency with ``clients`` connections,
+    each subscribed to every symbol."""
+    with private_ring() as ring, running_serve(ring, workers) as serve, SharedMemoryPublisher(buffer_name=ring) as pub:
         return measure_fan_out(serve, pub.publish_market_data, clients, symbols, seconds, rate, client_processes)
 
 

@@ -32,6 +32,7 @@ class Options:
     symbols: int = 50
     rate: float = 1000.0  # end-to-end ticks/s, each to every client
     hop_rate: float = 20_000.0  # ticks/s for the hop latency
+    workers: int = 2  # serve --workers for the scale-out figure (1: skip it)
 
 
 @dataclass(frozen=True)
@@ -95,9 +96,14 @@ def _e2e_steps(o: Options, compare_zmq: bool) -> list[Step]:
         from . import zmq_baseline
         proxies["zmq_tcp"] = zmq_baseline.fan_out
     runs = {"paced": (f"end to end at {o.rate:,.0f} ticks/s", o.rate), "flat_out": ("end to end, publisher flat out", None)}
-    return [Step("e2e", name, target, f"{label} ({target})",
-                 partial(fan_out, clients=o.clients, symbols=o.symbols, seconds=o.duration, rate=rate))
-            for name, (label, rate) in runs.items() for target, fan_out in proxies.items()]
+    steps = [Step("e2e", name, target, f"{label} ({target})",
+                  partial(fan_out, clients=o.clients, symbols=o.symbols, seconds=o.duration, rate=rate))
+             for name, (label, rate) in runs.items() for target, fan_out in proxies.items()]
+    if o.workers > 1:  # scale-out: the same flat-out run with serve --workers
+        steps.append(Step("e2e", "flat_out_workers", "shm", f"end to end, publisher flat out, {o.workers} serve workers",
+                          partial(e2e.fan_out, clients=o.clients, symbols=o.symbols, seconds=o.duration, rate=None,
+                                  workers=o.workers)))
+    return steps
 
 
 def run(steps: list[Step], options: Options, on_step: Optional[Callable[[Step], None]] = None) -> dict[str, Any]:
@@ -132,6 +138,10 @@ def figure_list(o: Options) -> list[Figure]:
         Figure("proxy RSS", "MiB", False, "e2e", "paced", "proxy_rss_mib"),
         Figure(f"end-to-end deliveries/s, publisher flat out, {o.clients} clients", "deliveries/s", True,
                "e2e", "flat_out", "deliveries_per_second"),
+        Figure(f"the same with {o.workers} serve workers", "deliveries/s", True,
+               "e2e", "flat_out_workers", "deliveries_per_second"),
+        Figure(f"serve CPU with {o.workers} workers, publisher flat out", "%", False,
+               "e2e", "flat_out_workers", "proxy_cpu_percent"),
     ]
 
 
