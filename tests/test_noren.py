@@ -154,7 +154,7 @@ def test_settings_defaults(config) -> None:
      "FLATTRADE_TOKEN_FILE='/nowhere/token' cannot be read: No such file or directory"),
     ({"FLATTRADE_SYMBOL_MAP": ""}, "FLATTRADE_SYMBOL_MAP is not set"),
     ({"FLATTRADE_WS_URL": "https://example.com/"}, "FLATTRADE_WS_URL='https://example.com/' is not valid"),
-    ({"FLATTRADE_HEARTBEAT_SECONDS": "0"}, "FLATTRADE_HEARTBEAT_SECONDS='0' is not valid"),
+    ({"FLATTRADE_HEARTBEAT_SECONDS": "0"}, "FLATTRADE_HEARTBEAT_SECONDS='0' is out of range: allowed 0.05 to 3600"),
     ({"FLATTRADE_AUTH_RETRY_SECONDS": "soon"}, "FLATTRADE_AUTH_RETRY_SECONDS='soon' is not valid"),
 ])
 def test_bad_settings_are_named(config, change, message) -> None:

@@ -36,7 +36,7 @@ def _int_range(low: int, high: int) -> Callable[[str, str], int]:
     return parse
 
 
-def _float_range(low: float, high: float) -> Callable[[str, str], float]:
+def float_range(low: float, high: float) -> Callable[[str, str], float]:
     def parse(name: str, raw: str) -> float:
         try:
             value = float(raw.strip())
@@ -47,6 +47,15 @@ def _float_range(low: float, high: float) -> Callable[[str, str], float]:
         return value
 
     return parse
+
+
+def read_setting(config: Mapping[str, str], name: str, parse: Callable[[str, str], Any], default: Any) -> Any:
+    """``config[name]`` parsed (SettingsError naming it when invalid), or ``default`` when unset or blank.
+
+    For settings outside :class:`Settings`, such as an adapter's own.
+    """
+    raw = (config.get(name) or "").strip()
+    return default if not raw else parse(name, raw)
 
 
 def _buffer_name(name: str, raw: str) -> str:
@@ -91,11 +100,11 @@ class Settings:
     websocket_host: str = _setting("WEBSOCKET_HOST", _text, "127.0.0.1", "address serve binds")
     websocket_port: int = _setting("WEBSOCKET_PORT", _int_range(0, 65535), 8765, "port serve binds (0: any free port)")
     ws_auth_grace_seconds: float = _setting(
-        "WS_AUTH_GRACE_SECONDS", _float_range(0.1, 3600), 15.0, "seconds a client may stay unauthenticated"
+        "WS_AUTH_GRACE_SECONDS", float_range(0.1, 3600), 15.0, "seconds a client may stay unauthenticated"
     )
     ws_max_queue: int = _setting("WS_MAX_QUEUE", _int_range(1, 1_000_000), 1024, "frames buffered per client")
-    ws_ping_interval: float = _setting("WS_PING_INTERVAL", _float_range(0, 3600), 20.0, "seconds between pings (0 = off)")
-    ws_ping_timeout: float = _setting("WS_PING_TIMEOUT", _float_range(0.1, 3600), 20.0, "seconds to wait for a pong")
+    ws_ping_interval: float = _setting("WS_PING_INTERVAL", float_range(0, 3600), 20.0, "seconds between pings (0 = off)")
+    ws_ping_timeout: float = _setting("WS_PING_TIMEOUT", float_range(0.1, 3600), 20.0, "seconds to wait for a pong")
     max_symbols_per_websocket: int = _setting(
         "MAX_SYMBOLS_PER_WEBSOCKET", _int_range(1, 1_000_000), 1000, "subscriptions one client may hold"
     )
@@ -103,11 +112,11 @@ class Settings:
         "MAX_WEBSOCKET_CONNECTIONS", _int_range(1, 100_000), 1000, "clients served at once"
     )
     stale_feed_seconds: float = _setting(
-        "SHMPROXY_STALE_SECONDS", _float_range(1, 86400), 30.0, "no tick for this long while subscribed: degraded"
+        "SHMPROXY_STALE_SECONDS", float_range(1, 86400), 30.0, "no tick for this long while subscribed: degraded"
     )
     api_keys: tuple[str, ...] = _setting("SHMPROXY_API_KEYS", _key_list, (), "accepted API keys, comma-separated")
     key_cache_seconds: float = _setting(
-        "SHMPROXY_KEY_CACHE_SECONDS", _float_range(0, 3600), 60.0,
+        "SHMPROXY_KEY_CACHE_SECONDS", float_range(0, 3600), 60.0,
         "an API key verified against OpenAlgo's database is trusted this long without a new check",
     )
 

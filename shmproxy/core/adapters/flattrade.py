@@ -22,6 +22,7 @@ from websockets.exceptions import ConnectionClosed, InvalidURI, WebSocketExcepti
 from websockets.uri import parse_uri
 
 from ..errors import SettingsError
+from ..settings import float_range, read_setting
 from . import noren
 from .backoff import Backoff
 from .base import Adapter, AdapterState, Setting
@@ -68,9 +69,9 @@ class FlattradeSettings:
             tokens=TokenSource.from_config(config, "FLATTRADE", FlattradeAdapter.name, user_id),
             url=_url(_get(config, "FLATTRADE_WS_URL") or DEFAULT_URL),
             symbols=_symbol_map(_get(config, "FLATTRADE_SYMBOL_MAP")),
-            heartbeat_s=_seconds(config, "FLATTRADE_HEARTBEAT_SECONDS", 30.0),
-            auth_retry_s=_seconds(config, "FLATTRADE_AUTH_RETRY_SECONDS", 60.0),
-            token_check_s=_seconds(config, "FLATTRADE_TOKEN_CHECK_SECONDS", 300.0),
+            heartbeat_s=read_setting(config, "FLATTRADE_HEARTBEAT_SECONDS", _SECONDS, 30.0),
+            auth_retry_s=read_setting(config, "FLATTRADE_AUTH_RETRY_SECONDS", _SECONDS, 60.0),
+            token_check_s=read_setting(config, "FLATTRADE_TOKEN_CHECK_SECONDS", _SECONDS, 300.0),
         )
 
 
@@ -102,17 +103,7 @@ def _symbol_map(path: str) -> SymbolMap:
     return _checked("FLATTRADE_SYMBOL_MAP", path, lambda p: SymbolMap.load(p, EXCHANGE_ALIASES))
 
 
-def _seconds(config: Mapping[str, str], name: str, default: float) -> float:
-    raw = _get(config, name)
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not 0.05 <= value <= 3600:
-        raise SettingsError(f"{name}={raw!r} is not valid: expected seconds from 0.05 to 3600")
-    return value
+_SECONDS = float_range(0.05, 3600)
 
 
 class FlattradeAdapter(Adapter):

@@ -13,21 +13,12 @@ import random
 from typing import Mapping
 
 from ..errors import SettingsError
+from ..settings import float_range, read_setting
 from ..market import DEFAULT_SYMBOLS, MockMarket
 from .base import Adapter, AdapterState, Setting
 
 
-def _rate(config: Mapping[str, str], name: str, default: float) -> float:
-    raw = (config.get(name) or "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not valid: expected a number of ticks per second") from None
-    if not 0 <= value <= 10_000:
-        raise SettingsError(f"{name}={raw!r} is out of range: allowed 0 to 10000")
-    return value
+TICK_RATE = float_range(0, 10_000)  # ticks per second
 
 
 class MockAdapter(Adapter):
@@ -42,8 +33,8 @@ class MockAdapter(Adapter):
     @classmethod
     def check(cls, config: Mapping[str, str]) -> list[str]:
         try:
-            _rate(config, "MOCK_TICK_RATE", 2.0)
-            _rate(config, "MOCK_BACKGROUND_RATE", 0.0)
+            read_setting(config, "MOCK_TICK_RATE", TICK_RATE, 2.0)
+            read_setting(config, "MOCK_BACKGROUND_RATE", TICK_RATE, 0.0)
             int((config.get("MOCK_SEED") or "0").strip())
         except SettingsError as exc:
             return [str(exc)]
@@ -53,8 +44,8 @@ class MockAdapter(Adapter):
 
     def __init__(self, config: Mapping[str, str]) -> None:
         super().__init__(config)
-        self.tick_rate = _rate(config, "MOCK_TICK_RATE", 2.0)
-        self.background_rate = _rate(config, "MOCK_BACKGROUND_RATE", 0.0)
+        self.tick_rate = read_setting(config, "MOCK_TICK_RATE", TICK_RATE, 2.0)
+        self.background_rate = read_setting(config, "MOCK_BACKGROUND_RATE", TICK_RATE, 0.0)
         seed = (config.get("MOCK_SEED") or "").strip()
         self.market = MockMarket(DEFAULT_SYMBOLS, seed=int(seed) if seed else None)
         self._rng = random.Random(self.market.seed)
