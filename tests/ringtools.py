@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -12,7 +13,7 @@ from typing import Callable
 
 from shmproxy import SharedMemoryPublisher
 
-from conftest import SHM, run_cli
+from conftest import SHM, run_cli, run_python
 
 # (instrument, mode, ltp): a small market whose filters have known answers.
 BOOK = [
@@ -105,3 +106,18 @@ def assert_one_line_error(result: subprocess.CompletedProcess, code: int, *phras
 
 def env_with(**values: object) -> dict[str, str]:
     return {**os.environ, **{k: str(v) for k, v in values.items()}}
+
+
+def kill_own_writer(ring: str) -> int:
+    """Publish from a process that is then killed: an active writer entry whose process is gone."""
+    result = run_python(
+        "import os, signal, sys\n"
+        "from shmproxy import SharedMemoryPublisher\n"
+        "pub = SharedMemoryPublisher(buffer_name=sys.argv[1])\n"
+        "pub.publish_market_data('NSE:INFY', {'ltp': 1.0})\n"
+        "print(os.getpid(), flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n",
+        ring,
+    )
+    assert result.returncode == -signal.SIGKILL
+    return int(result.stdout)

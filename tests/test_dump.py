@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import time
 
 import pytest
@@ -12,8 +11,8 @@ import pytest
 from shmproxy import RecordError, SharedMemoryPublisher
 from shmproxy.core import layout
 
-from conftest import SHM, run_python
-from ringtools import BOOK, assert_error, assert_one_line_error, cli, digest, patch, publish_book, tick_data
+from conftest import SHM
+from ringtools import BOOK, assert_error, assert_one_line_error, cli, digest, kill_own_writer, patch, publish_book, tick_data
 
 
 def dump_json(ring: str, *args: object) -> dict:
@@ -73,18 +72,9 @@ def test_an_empty_ring(ring_name: str) -> None:
 
 
 def test_a_killed_writer_shows_as_dead(ring_name: str) -> None:
-    result = run_python(
-        "import os, signal, sys\n"
-        "from shmproxy import SharedMemoryPublisher\n"
-        "pub = SharedMemoryPublisher(buffer_name=sys.argv[1])\n"
-        "pub.publish_market_data('NSE:INFY', {'ltp': 1.0})\n"
-        "print(os.getpid(), flush=True)\n"
-        "os.kill(os.getpid(), signal.SIGKILL)\n",
-        ring_name,
-    )
-    assert result.returncode == -signal.SIGKILL
+    pid = kill_own_writer(ring_name)
     ring = dump_json(ring_name)
-    assert [(w["pid"], w["state"]) for w in ring["writers"]] == [(int(result.stdout), "dead")]
+    assert [(w["pid"], w["state"]) for w in ring["writers"]] == [(pid, "dead")]
     assert ring["writer_state"] == "dead"
 
 

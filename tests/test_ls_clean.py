@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import time
 
 import pytest
@@ -13,29 +12,14 @@ from shmproxy import SharedMemoryPublisher
 from shmproxy.core import layout
 from shmproxy.core.segment import read_info
 
-from conftest import SHM, run_python
-from ringtools import assert_error, assert_one_line_error, cli, digest, patch, publish_book, spawn, wait_until
+from conftest import SHM
+from ringtools import assert_error, assert_one_line_error, cli, digest, kill_own_writer, patch, publish_book, spawn, wait_until
 
 
 def listing() -> dict:
     result = cli("ls", "--json")
     assert result.returncode == 0 and result.stderr == "", result.stderr
     return json.loads(result.stdout)
-
-
-def kill_own_writer(ring: str) -> int:
-    """Publish from a process that is then killed: an active writer entry whose process is gone."""
-    result = run_python(
-        "import os, signal, sys\n"
-        "from shmproxy import SharedMemoryPublisher\n"
-        "pub = SharedMemoryPublisher(buffer_name=sys.argv[1])\n"
-        "pub.publish_market_data('NSE:INFY', {'ltp': 1.0})\n"
-        "print(os.getpid(), flush=True)\n"
-        "os.kill(os.getpid(), signal.SIGKILL)\n",
-        ring,
-    )
-    assert result.returncode == -signal.SIGKILL
-    return int(result.stdout)
 
 
 def test_ls_lists_rings_and_only_rings(ring_name: str) -> None:
