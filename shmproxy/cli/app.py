@@ -41,12 +41,11 @@ def _root(
 
 
 def _register_commands() -> None:
-    """Each command module adds its commands to ``app`` when imported."""
-    from . import adapters, serve, status  # noqa: F401
-    from . import dump, mock_feed, rings, tail  # noqa: F401
-    from . import migrate_config  # noqa: F401
-    from . import bench  # noqa: F401
-    from . import bridge  # noqa: F401
+    """Each command module adds its commands to ``app`` when imported, in the order --help lists them:
+    the proxy first, then feeding and watching a ring, then moving and measuring."""
+    from . import serve, status, adapters  # noqa: F401
+    from . import mock_feed, tail, dump, rings  # noqa: F401
+    from . import bridge, migrate_config, bench  # noqa: F401
 
 
 def main() -> None:
