@@ -72,3 +72,10 @@ def test_exchange_in_data_wins_over_prefix(ring_name: str) -> None:
         pub.publish_market_data("NSE:A", {"ltp": 1.0, "exchange": "BSE"})
         pub.publish_market_data("NSE:A", {"ltp": 1.0, "exchange": "BSE"})  # second time from the cache
         assert [(t.exchange, t.symbol) for t in sub.poll()] == [("BSE", "A")] * 2
+
+
+def test_integer_exchange_timestamp_is_kept_to_the_nanosecond(ring_name: str) -> None:
+    with SharedMemoryPublisher(buffer_name=ring_name) as pub, SharedMemorySubscriber(ring_name) as sub:
+        pub.publish_market_data("NSE:A", {"ltp": 1.0, "timestamp": 1734000000123})
+        (tick,) = sub.poll()
+    assert tick.exchange_ns == 1734000000123 * 1_000_000 and tick.timestamp_ms == 1734000000123

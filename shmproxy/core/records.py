@@ -161,6 +161,8 @@ def exchange_ns_of(data: Mapping[str, Any]) -> int:
     value = data.get("timestamp")
     if value is None:
         return 0
+    if type(value) is int:  # exact: a float would round epoch-ms values by tens of ns
+        return _quantity(value, "timestamp") * 1_000_000
     return int(_price(value, "timestamp") * 1_000_000)
 
 
