@@ -199,3 +199,18 @@ def test_subscriber_follows_a_recreated_ring(ring_name: str) -> None:
             ticks = sub.wait(timeout=20)
         assert [t.symbol for t in ticks] == ["NEW"]
         assert sub.resyncs == 1 and sub.generation != old_generation
+
+
+def test_a_record_completed_by_a_writer_that_died_before_publishing_it_is_kept(ring_name: str) -> None:
+    """Killed between writing a record and storing write_seq: the next writer must not reuse
+    that sequence, since readers may already have delivered the record."""
+    from shmproxy.core.ring import RingWriter
+
+    with SharedMemoryPublisher(buffer_name=ring_name) as pub, SharedMemorySubscriber(ring_name) as sub:
+        body, depth = pub._encode("NSE:ORPHAN", {"ltp": 1.0})
+        offset = layout.slot_offset(1, pub.segment.capacity)
+        layout.SLOT_BEGIN.pack_into(pub.segment.buf, offset, 1)  # what the dead writer got done:
+        layout.SLOT_WRITE_NO_DEPTH.pack_into(pub.segment.buf, offset + 8, *body, 1)  # the whole record
+        assert [t.symbol for t in sub.poll()] == ["ORPHAN"] and pub.segment.write_seq() == 0
+        assert RingWriter(pub.segment).write(pub._encode("NSE:NEXT", {"ltp": 2.0})[0], None) == 2
+        assert [t.symbol for t in sub.poll()] == ["NEXT"] and sub.lost == 0

@@ -62,6 +62,12 @@ class RingWriter:
             try:
                 seq = _SEQ.unpack_from(buf, _SEQ_AT)[0] + 1
                 offset = _HEADER + (seq % self._capacity) * _SLOT
+                while _BEGIN.unpack_from(buf, offset + _END_AT)[0] == seq:
+                    # A writer died after completing ``seq`` but before publishing write_seq; readers
+                    # may have delivered it, so publish it rather than reuse its sequence.
+                    _SEQ.pack_into(buf, _SEQ_AT, seq)
+                    seq += 1
+                    offset = _HEADER + (seq % self._capacity) * _SLOT
                 _BEGIN.pack_into(buf, offset, seq)
                 if depth is None:
                     layout.SLOT_WRITE_NO_DEPTH.pack_into(buf, offset + 8, *body, seq)

@@ -86,6 +86,7 @@ class SharedMemorySubscriber:
         self._laps_before = 0
         self._delivered_before = 0
         self.resyncs = 0
+        self.invalid = 0  # records skipped because their mode byte is not 1, 2 or 3
         self._next_replaced_check = time.monotonic() + _REPLACED_CHECK_S
 
     # --- state -----------------------------------------------------------------------------
@@ -123,7 +124,11 @@ class SharedMemorySubscriber:
         """Return the ticks published since the last call (at most ``limit``); never blocks."""
         decode = self._names.decode
         from_slot = Tick.from_slot
-        return [from_slot(r, *decode(r)) for r in self._reader.read(limit)]
+        records = self._reader.read(limit)
+        ticks = [from_slot(r, *decode(r)) for r in records if 1 <= r[3] <= 3]
+        if len(ticks) != len(records):  # a foreign writer's record with no valid mode: skip, count
+            self.invalid += len(records) - len(ticks)
+        return ticks
 
     def wait(self, timeout: float | None = None, limit: int = 4096) -> list[Tick]:
         """Block until ticks arrive (returning them) or ``timeout`` seconds pass (returning [])."""

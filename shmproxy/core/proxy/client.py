@@ -17,8 +17,8 @@ from typing import Any
 from . import frames
 
 _ids = itertools.count(1)
-REQUEST_RATE = 50.0  # requests a second a client may make on average...
-REQUEST_BURST = 100.0  # ...and in a burst
+REQUEST_RATE = 100.0  # requests a second a client may make on average...
+REQUEST_BURST = 500.0  # ...and in a burst (a UI subscribing a watchlist one frame per symbol)
 
 
 class Client:

@@ -20,7 +20,7 @@ from typing import Any
 from websockets.protocol import State
 
 _FIN_TEXT = 0x81  # FIN bit + opcode 1 (text); server frames are never masked (RFC 6455 5.1)
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_dumps = json.JSONEncoder(separators=(",", ":")).encode  # ASCII-escaped: echoed client strings may hold lone surrogates
 
 
 def text_frame(payload: bytes) -> bytes:

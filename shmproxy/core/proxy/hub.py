@@ -111,6 +111,12 @@ class Hub:
         except p.ProtocolError as exc:
             self.counters.errors += 1
             return [p.error_reply(exc.code, exc.message)]
+        except (Close, asyncio.CancelledError):
+            raise
+        except Exception:  # a bug must cost one error frame, never the connection or the log's sanity
+            self.counters.errors += 1
+            log.exception("internal error handling a request from %r", client)
+            return [p.error_reply(p.SERVER_ERROR, "internal error: the request was not processed")]
 
     def _dispatch_request(self, client: Client, request: p.Request) -> dict[str, Any]:
         if isinstance(request, p.Subscribe):

@@ -101,7 +101,7 @@ def parse_frame(frame: str | bytes) -> Request:
     if isinstance(frame, bytes):
         raise ProtocolError(INVALID_JSON, "binary frames are not supported: send JSON text frames")
     try:
-        message = json.loads(frame)
+        message = json.loads(frame, parse_constant=_no_constants)
     except (ValueError, RecursionError):
         raise ProtocolError(INVALID_JSON, "Invalid JSON message") from None
     if not isinstance(message, dict):
@@ -112,6 +112,20 @@ def parse_frame(frame: str | bytes) -> Request:
         shown = action if isinstance(action, str) and len(action) <= 40 else type(action).__name__
         raise ProtocolError(INVALID_ACTION, f"Invalid action: {shown}")
     return parse(message)
+
+
+def _no_constants(name: str) -> Any:
+    """NaN and Infinity are not JSON (browsers reject them); refuse them rather than echo them."""
+    raise ValueError(f"{name} is not JSON")
+
+
+def _encodable(text: str) -> bool:
+    """False for strings with lone surrogates (legal in JSON escapes, not in UTF-8)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def parse_mode(value: Any) -> int:
@@ -132,7 +146,7 @@ def _authenticate(message: dict) -> Authenticate:
     key = message.get("api_key") or message.get("apikey")
     if not key:
         raise ProtocolError(AUTHENTICATION_ERROR, "API key is required")
-    if not isinstance(key, str) or len(key) > 512:
+    if not isinstance(key, str) or len(key) > 512 or not key.isprintable() or not _encodable(key):
         raise ProtocolError(AUTHENTICATION_ERROR, "Invalid API key")
     return Authenticate(key)
 
@@ -178,7 +192,7 @@ def _instrument(entry: Any, default_mode: int) -> Instrument:
 def _name_problem(what: str, value: Any, limit: int) -> str | None:
     if not isinstance(value, str) or not value:
         return f"{what} is required"
-    if len(value.encode()) > limit or not _NAME_RE.match(value):
+    if not _NAME_RE.match(value) or len(value) > limit:  # the pattern is ASCII: one byte a character
         return f"invalid {what}: 1 to {limit} letters, digits or &_.- expected"
     return None
 

@@ -29,6 +29,7 @@ class RingPump:
         self.hub = hub
         self._on_batch = on_batch or (lambda seconds: None)
         self.batches = 0
+        self.failed_batches = 0
         self._logged_lost = 0
         self._last_lap_log = 0.0
         self._generation = subscriber.generation
@@ -45,14 +46,21 @@ class RingPump:
         hub = self.hub
         wait = self.subscriber.wait_async
         while True:
-            ticks = await wait(timeout=1.0, limit=_BATCH)
-            self._report_changes()  # before the ticks go out: a log line about them precedes them
-            if ticks:
-                started = time.perf_counter()
-                hub.flush(hub.dispatch(ticks))
-                self._on_batch(time.perf_counter() - started)
-                self.batches += 1
-                await asyncio.sleep(0)  # let client requests in between batches
+            try:
+                ticks = await wait(timeout=1.0, limit=_BATCH)
+                self._report_changes()  # before the ticks go out: a log line about them precedes them
+                if ticks:
+                    started = time.perf_counter()
+                    hub.flush(hub.dispatch(ticks))
+                    self._on_batch(time.perf_counter() - started)
+                    self.batches += 1
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the feed must outlive a bug in one batch: log it, keep pumping
+                self.failed_batches += 1
+                log.exception("ring pump: a batch failed and was dropped (%d so far)", self.failed_batches)
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(0)  # let client requests in between batches
 
     def _report_changes(self) -> None:
         lost = self.subscriber.lost

@@ -27,7 +27,7 @@ from ..errors import ShmProxyError
 from ..segment import Segment
 from ..settings import Settings
 from ..subscriber import SharedMemorySubscriber
-from . import health
+from . import frames, health
 from .client import Client
 from .hub import Close, Hub
 from .pump import RingPump
@@ -170,7 +170,7 @@ class ProxyServer:
                 await connection.close(close.code, close.reason)
                 return
             for reply in replies:
-                await connection.send(json.dumps(reply, separators=(",", ":")))
+                await _reply(connection, reply)
             if client.pending:
                 self.hub.flush({client})
 
@@ -200,6 +200,16 @@ class ProxyServer:
                     task = asyncio.create_task(client.connection.close(SLOW_CLIENT_CLOSE, "client too slow"))
                     self._closing.add(task)
                     task.add_done_callback(self._closing.discard)
+
+
+async def _reply(connection: ServerConnection, reply: dict[str, Any]) -> None:
+    """Send a reply at once, ahead of queued ticks. websockets' send() would wait for the socket
+    buffer to drain, which never happens while the pump keeps a slow client's buffer full: the
+    client could then never get the ack of the unsubscribe meant to relieve it."""
+    if frames.writable(connection):
+        connection.transport.write(frames.json_frame(reply))
+    else:
+        await connection.send(json.dumps(reply, separators=(",", ":")))
 
 
 def _limit_socket_buffer(connection: ServerConnection) -> None:

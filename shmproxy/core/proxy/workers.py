@@ -41,6 +41,8 @@ from .upstream import UpstreamAggregator
 log = logging.getLogger("shmproxy.serve")
 
 REPORT_INTERVAL_S = 1.0
+CONTROL_LINE_LIMIT = 16 << 20  # a control line's longest length (asyncio's default, 64 KiB, is too short)
+CHANGES_PER_MESSAGE = 500  # a client leaving with thousands of subscriptions sends several lines
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 5.0
 RESTART_WINDOW_S = 10.0  # more than RESTART_BURST restarts of one worker in this window...
@@ -73,7 +75,9 @@ class RemoteAdapters:
         return self._rules.broker
 
     def on_upstream(self, changes: list[UpstreamChange]) -> None:
-        self._send({"op": "upstream", "changes": [[c.exchange, c.symbol, c.old_mode, c.new_mode] for c in changes]})
+        for start in range(0, len(changes), CHANGES_PER_MESSAGE):
+            chunk = changes[start:start + CHANGES_PER_MESSAGE]
+            self._send({"op": "upstream", "changes": [[c.exchange, c.symbol, c.old_mode, c.new_mode] for c in chunk]})
 
     def check_instrument(self, exchange: str, symbol: str) -> str | None:
         return self._rules.check_instrument(exchange, symbol)
@@ -105,7 +109,7 @@ def run_worker(settings: Settings, keys: list[str], config: dict[str, str], cont
 
 
 async def _worker(settings: Settings, keys: list[str], config: dict[str, str], control: str, index: int) -> None:
-    reader, writer = await asyncio.open_unix_connection(control)
+    reader, writer = await asyncio.open_unix_connection(control, limit=CONTROL_LINE_LIMIT)
     send = lambda message: writer.write(_line(message))  # noqa: E731
     adapters = RemoteAdapters(config, send)
     service = ProxyService(settings, keys, config, adapters=adapters)
@@ -178,7 +182,7 @@ class Supervisor:
         self.settings = replace(self.settings, websocket_port=reservation.getsockname()[1])
         directory = tempfile.mkdtemp(prefix="shmproxy-")
         self._control = str(Path(directory) / "control.sock")
-        server = await asyncio.start_unix_server(self._serve_worker, self._control)
+        server = await asyncio.start_unix_server(self._serve_worker, self._control, limit=CONTROL_LINE_LIMIT)
         publisher = None
         beat = None
         try:
@@ -240,7 +244,6 @@ class Supervisor:
             if len(recent) >= RESTART_BURST and now - recent[-1] < RESTART_PAUSE_S:
                 continue
             log.warning("worker %d (pid %s) exited with code %s: restarting", index, proc.pid, proc.exitcode)
-            self.aggregator.drop(index)
             self.ready.discard(index)
             self.reports.pop(index, None)
             self.restarts[index] = recent + [now]
@@ -261,25 +264,29 @@ class Supervisor:
     # --- control channel -----------------------------------------------------------------------
     async def _serve_worker(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         index = None
+        member = object()  # this connection's share of the upstream: a restarted worker gets a new one
         try:
             async for raw in reader:
-                message = json.loads(raw)
-                op = message["op"]
+                try:
+                    message = json.loads(raw)
+                    op = message["op"]
+                except (ValueError, KeyError, TypeError) as exc:  # one bad line costs that line only
+                    log.warning("worker %s sent a bad control line: %s", index, exc)
+                    continue
                 if op == "hello":
                     index = message["worker"]
-                    self.aggregator.drop(index)  # a fresh worker holds nothing yet
                 elif op == "ready":
                     self.ready.add(index)
                 elif op == "upstream":
-                    self.aggregator.apply(index, [UpstreamChange(*c) for c in message["changes"]])
+                    self.aggregator.apply(member, [UpstreamChange(*c) for c in message["changes"]])
                 elif op == "health":
                     self.reports[index] = (time.monotonic(), message["report"])
                     writer.write(_line(self.view()))
-        except (ConnectionError, ValueError, KeyError) as exc:
+        except (ConnectionError, ValueError) as exc:
             log.warning("worker %s control channel failed: %s", index, exc)
         finally:
-            if index is not None and not self._stopping:
-                self.aggregator.drop(index)
+            if not self._stopping:
+                self.aggregator.drop(member)
             writer.close()
 
     def view(self) -> dict[str, Any]:
@@ -318,6 +325,7 @@ def _reserve_port(host: str, port: int) -> socket.socket:
     """Hold the port with SO_REUSEPORT (not listening) so workers can bind it, and refuse a port
     someone else listens on (a second reuse-port server of ours would silently share it)."""
     probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT of a previous serve is no user
     try:
         probe.bind((host, port))
         port = probe.getsockname()[1]
