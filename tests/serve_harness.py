@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from typing import Any, Callable
 
@@ -103,3 +104,18 @@ def authed(url: str, key: str = API_KEY) -> ClientConnection:
 
 def subscribe(ws: ClientConnection, symbol: str, exchange: str = "NSE", mode: Any = 2, **extra: Any) -> dict[str, Any]:
     return request(ws, {"action": "subscribe", "symbol": symbol, "exchange": exchange, "mode": mode, **extra})
+
+
+class SdkInbox:
+    """Collects the OpenAlgo SDK's callbacks per kind ("ltp", "quote", "depth"); the SDK calls them
+    from its own thread, hence the lock."""
+
+    def __init__(self) -> None:
+        self.got: dict[str, list[dict[str, Any]]] = {"ltp": [], "quote": [], "depth": []}
+        self.lock = threading.Lock()
+
+    def collect(self, kind: str) -> Callable[[dict[str, Any]], None]:
+        def callback(message: dict[str, Any]) -> None:
+            with self.lock:
+                self.got[kind].append(message)
+        return callback

@@ -4,7 +4,6 @@ OpenAlgo client -> serve -> flattrade adapter -> simulated Noren server -> ring 
 from __future__ import annotations
 
 import json
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -16,7 +15,7 @@ from websockets.sync.client import connect
 
 from conftest import run_cli
 from noren_sim import BAD_TOKEN_EMSG, GOOD_TOKEN, NorenSim, instrument_state
-from serve_harness import API_KEY, ServeProcess, authed, recv_until, request, send, subscribe
+from serve_harness import API_KEY, SdkInbox, ServeProcess, authed, recv_until, request, send, subscribe
 from shmproxy.core.adapters.noren import IST
 
 RELIANCE, INFY, NIFTY = ("NSE", "2885"), ("NSE", "1594"), ("NSE", "26000")
@@ -101,14 +100,8 @@ def assert_matches_broker_state(data: dict, state: dict[str, str], mode: int) ->
 # --- ticks ---------------------------------------------------------------------------------------------
 def test_sdk_receives_merged_ltp_quote_and_depth(ring_name, sim, env) -> None:
     openalgo = pytest.importorskip("openalgo")
-    got: dict[str, list[dict]] = {"ltp": [], "quote": [], "depth": []}
-    lock = threading.Lock()
-
-    def collect(kind: str):
-        def callback(message: dict) -> None:
-            with lock:
-                got[kind].append(message)
-        return callback
+    inbox = SdkInbox()
+    got, lock, collect = inbox.got, inbox.lock, inbox.collect
 
     def latest(kind: str, ltp: float) -> dict | None:
         with lock:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
 
 from shmproxy import SharedMemoryPublisher
 
-from serve_harness import API_KEY, ServeProcess
+from serve_harness import API_KEY, SdkInbox, ServeProcess
 
 openalgo = pytest.importorskip("openalgo", reason="the test extra installs the OpenAlgo SDK: pip install -e '.[test]'")
 
@@ -34,15 +33,8 @@ def test_sdk_receives_ltp_quote_and_depth(ring_name: str) -> None:
     with ServeProcess(ring_name) as server, SharedMemoryPublisher(buffer_name=ring_name) as pub:
         client = openalgo.api(api_key=API_KEY, host="http://127.0.0.1:9", ws_url=server.url)
         assert client.connect() is True
-        got: dict[str, list] = {"ltp": [], "quote": [], "depth": []}
-        lock = threading.Lock()
-
-        def collect(kind: str):
-            def callback(message: dict) -> None:
-                with lock:
-                    got[kind].append(message)
-            return callback
-
+        inbox = SdkInbox()
+        got, collect = inbox.got, inbox.collect
         try:
             reliance = [{"exchange": "NSE", "symbol": "RELIANCE"}]
             assert client.subscribe_ltp(reliance + [{"exchange": "NSE", "symbol": "INFY"}], on_data_received=collect("ltp"))
