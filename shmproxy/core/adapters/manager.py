@@ -13,6 +13,7 @@ import logging
 from typing import Mapping
 
 from ..publisher import SharedMemoryPublisher
+from ..settings import Settings
 from ..proxy.registry import UpstreamChange
 from .base import Adapter, AdapterStatus
 from .registry import enabled_adapters
@@ -20,6 +21,7 @@ from .registry import enabled_adapters
 log = logging.getLogger("shmproxy.adapters")
 
 STOP_TIMEOUT_S = 2.0  # serve must be gone within 5 s of SIGTERM: clients first, then this
+HEARTBEAT_S = 1.0  # readers judge a writer's liveness by its heartbeat, even while the market is quiet
 
 
 class AdapterManager:
@@ -28,6 +30,7 @@ class AdapterManager:
         # Created now, so changes that arrive before start() wait for it instead of getting lost.
         self._queues: dict[str, asyncio.Queue[UpstreamChange]] = {a.name: asyncio.Queue() for a in adapters}
         self._workers: list[asyncio.Task] = []
+        self.publisher: SharedMemoryPublisher | None = None
 
     @classmethod
     def from_config(cls, config: Mapping[str, str]) -> AdapterManager:
@@ -39,8 +42,12 @@ class AdapterManager:
         """The name clients see in acks: the adapter's, or "shmproxy" when ticks only come from the ring."""
         return "+".join(a.name for a in self.adapters) or "shmproxy"
 
-    async def start(self, publisher: SharedMemoryPublisher) -> None:
-        """Give every adapter the ring's publisher and start it."""
+    async def start(self, settings: Settings) -> None:
+        """Open the ring's publisher (only when there are adapters), give it to each and start them."""
+        if not self.adapters:
+            return
+        publisher = self.publisher = SharedMemoryPublisher(buffer_name=settings.shm_buffer_name, settings=settings)
+        self._workers.append(asyncio.create_task(self._beat(publisher), name="adapters-heartbeat"))
         for adapter in self.adapters:
             adapter.publisher = publisher
             await adapter.start()
@@ -74,6 +81,15 @@ class AdapterManager:
         await asyncio.gather(*self._workers, return_exceptions=True)
         self._workers = []
         await asyncio.gather(*(self._stop(adapter) for adapter in self.adapters))  # in parallel: one deadline
+        if self.publisher is not None:
+            self.publisher.close()
+            self.publisher = None
+
+    @staticmethod
+    async def _beat(publisher: SharedMemoryPublisher) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_S)
+            publisher.heartbeat()
 
     async def _stop(self, adapter: Adapter) -> None:
         try:

@@ -14,7 +14,6 @@ from ..adapters.manager import AdapterManager
 from ..adapters.registry import installed
 from ..openalgo.database import OpenAlgoDatabase
 from ..openalgo.keys import CachedKeyVerifier
-from ..publisher import SharedMemoryPublisher
 from ..settings import Settings
 from . import health
 from .auth import CompositeVerifier, KeyVerifier, Verifier
@@ -23,8 +22,6 @@ from .metrics import CONTENT_TYPE, ProxyMetrics
 from .server import ProxyServer
 
 log = logging.getLogger("shmproxy.serve")
-
-HEARTBEAT_S = 1.0
 
 
 def is_loopback(host: str) -> bool:
@@ -60,7 +57,6 @@ class ProxyService:
         self.openalgo = OpenAlgoDatabase.from_config(config)  # checked first: its problems are its own
         self.adapters = adapters if adapters is not None else AdapterManager.from_config(config)
         self.health_extra: Callable[[], dict[str, Any]] | None = None  # more /health fields (workers)
-        self.publisher: SharedMemoryPublisher | None = None
         verifier = key_verifier(keys, self.openalgo, settings.key_cache_seconds)
         hub_config = HubConfig(
             broker=self.adapters.broker,
@@ -74,7 +70,6 @@ class ProxyService:
         self.server.on_batch = self.metrics.batch_seconds.observe
         self.server.routes.update({"/health": self._health_route, "/metrics": self._metrics_route})
         self._started = time.monotonic()
-        self._heartbeat: asyncio.Task | None = None
 
     def health(self) -> dict[str, Any]:
         """The /health document (also what /metrics and ``shmproxy status`` show)."""
@@ -101,26 +96,11 @@ class ProxyService:
     async def start(self) -> None:
         """Ring and socket first (the checks that can fail), then the adapters."""
         await self.server.start()
-        if self.adapters.adapters:
-            self.publisher = SharedMemoryPublisher(buffer_name=self.settings.shm_buffer_name, settings=self.settings)
-            await self.adapters.start(self.publisher)
-            self._heartbeat = asyncio.create_task(self._beat(self.publisher))
-
-    async def _beat(self, publisher: SharedMemoryPublisher) -> None:
-        """Keep the adapters' writer entry fresh while the market is quiet (readers judge liveness by it)."""
-        while True:
-            await asyncio.sleep(HEARTBEAT_S)
-            publisher.heartbeat()
+        await self.adapters.start(self.settings)
 
     async def stop(self) -> None:
         await self.server.stop()
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            self._heartbeat = None
         await self.adapters.stop()
-        if self.publisher is not None:
-            self.publisher.close()
-            self.publisher = None
 
 
 async def run_until_stopped(service: ProxyService, on_ready: Callable[[ProxyService], None] | None = None,

@@ -30,12 +30,11 @@ from typing import Any, Callable, Mapping
 
 from ..adapters.base import AdapterStatus
 from ..adapters.manager import AdapterManager, summarize
-from ..publisher import SharedMemoryPublisher
 from ..settings import Settings
 from .. import logfmt
 from .registry import UpstreamChange
 from .server import ServeError, open_ring
-from .service import HEARTBEAT_S, ProxyService, run_until_stopped
+from .service import ProxyService, run_until_stopped
 from .upstream import UpstreamAggregator
 
 log = logging.getLogger("shmproxy.serve")
@@ -91,7 +90,7 @@ class RemoteAdapters:
     def update(self, statuses: list[dict[str, Any]]) -> None:
         self._statuses = [AdapterStatus(**s) for s in statuses]
 
-    async def start(self, publisher: SharedMemoryPublisher) -> None:
+    async def start(self, settings: Settings) -> None:
         pass
 
     async def stop(self) -> None:
@@ -183,13 +182,8 @@ class Supervisor:
         directory = tempfile.mkdtemp(prefix="shmproxy-")
         self._control = str(Path(directory) / "control.sock")
         server = await asyncio.start_unix_server(self._serve_worker, self._control, limit=CONTROL_LINE_LIMIT)
-        publisher = None
-        beat = None
         try:
-            if self.adapters.adapters:
-                publisher = SharedMemoryPublisher(buffer_name=self.settings.shm_buffer_name, settings=self.settings)
-                await self.adapters.start(publisher)
-                beat = asyncio.create_task(_heartbeat(publisher))
+            await self.adapters.start(self.settings)
             for index in range(self.count):
                 self._spawn(index)
             await self._wait_ready()
@@ -205,11 +199,7 @@ class Supervisor:
             self._stopping = True
             await self._stop_workers()
             server.close()
-            if beat is not None:
-                beat.cancel()
             await self.adapters.stop()
-            if publisher is not None:
-                publisher.close()
             reservation.close()
             shutil.rmtree(directory, ignore_errors=True)
             for signum in (signal.SIGINT, signal.SIGTERM):
@@ -313,12 +303,6 @@ class Supervisor:
             "adapters": [s.to_dict() for s in self.adapters.statuses()],
             "service": {"status": status, "workers": members, "upstream": len(self.aggregator.needed())},
         }
-
-
-async def _heartbeat(publisher: SharedMemoryPublisher) -> None:
-    while True:
-        await asyncio.sleep(HEARTBEAT_S)
-        publisher.heartbeat()
 
 
 def _reserve_port(host: str, port: int) -> socket.socket:
