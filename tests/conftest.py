@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
+from typing import Callable
 
 import pytest
 from hypothesis import settings
@@ -48,3 +50,14 @@ def run_cli(*args: str, timeout: float = 60, **kwargs) -> subprocess.CompletedPr
     return subprocess.run(
         [sys.executable, "-m", "shmproxy", *args], capture_output=True, text=True, timeout=timeout, **kwargs
     )
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 15, what: str = "condition",
+             interval: float = 0.02) -> object:
+    """Poll ``condition`` until it returns something truthy and return that; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+    return value

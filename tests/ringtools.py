@@ -7,13 +7,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import Callable
 
 from shmproxy import SharedMemoryPublisher
 
 from conftest import SHM, run_cli, run_python
+from conftest import wait_for as wait_until  # noqa: F401  (the name these tests use)
 
 # (instrument, mode, ltp): a small market whose filters have known answers.
 BOOK = [
@@ -58,14 +57,6 @@ def spawn(*args: object, stdout=subprocess.PIPE, **kwargs) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "shmproxy", *map(str, args)], stdout=stdout, stderr=subprocess.PIPE, text=True, **kwargs
     )
-
-
-def wait_until(condition: Callable[[], object], timeout: float = 15, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
 
 
 def maps_ring(pid: int, ring: str) -> bool:

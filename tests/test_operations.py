@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from functools import partial
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -15,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from shmproxy import SharedMemoryPublisher
 from shmproxy.core.segment import remove_segment
 
-from conftest import run_cli
+from conftest import run_cli, wait_for
 from serve_harness import API_KEY, ServeProcess, authed, recv, request, subscribe, ticks
 
 
@@ -31,14 +32,7 @@ def _health(server: ServeProcess) -> dict:
     return json.loads(_get(f"http://127.0.0.1:{server.port}/health")[2])
 
 
-def _wait_for(predicate, timeout: float = 15, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(interval)
+_wait_for = partial(wait_for, interval=0.1)
 
 
 def test_health_and_metrics_report_the_feed(ring_name: str) -> None:

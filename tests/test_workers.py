@@ -7,6 +7,7 @@ import os
 import signal
 import time
 import urllib.request
+from functools import partial
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 from shmproxy.core.proxy.registry import UpstreamChange
 from shmproxy.core.proxy.upstream import UpstreamAggregator
 
+from conftest import wait_for
 from serve_harness import ServeProcess, authed, recv, subscribe, ticks
 
 MOCK = {"ENABLE_MOCK": "true", "MOCK_TICK_RATE": "20", "MOCK_SEED": "3"}
@@ -37,12 +39,7 @@ def _members(health: dict) -> list[dict]:
     return health.get("service", {}).get("workers", [])
 
 
-def _wait_for(predicate, timeout: float = 20):
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.2)
-    return value
+_wait_for = partial(wait_for, timeout=20, interval=0.2)
 
 
 def test_workers_share_the_port_and_the_adapter_is_subscribed_once(ring_name: str) -> None:

@@ -57,12 +57,8 @@ class Pacer:
         return self.started + (self.sent + min(self._batch, limit) - 1) / self.rate
 
     def sleep_until(self, when: float) -> None:
-        """Sleep until clock time ``when``: coarsely, then spinning the last :data:`SPIN_S`."""
-        left = when - self._clock()
-        if left > SPIN_S:
-            time.sleep(left - SPIN_S)
-        while self._clock() < when:
-            pass
+        """Sleep until clock time ``when`` (see :func:`sleep_until`)."""
+        sleep_until(when, self._clock)
 
     def achieved_rate(self) -> float | None:
         """Items per second from the first to the last item done; None before two are done."""
@@ -70,3 +66,12 @@ class Pacer:
         if self.sent < 2 or span <= 0:
             return None
         return (self.sent - 1) / span
+
+
+def sleep_until(when: float, clock: Callable[[], float] = time.perf_counter) -> None:
+    """Sleep until ``clock()`` reaches ``when``: coarsely, then spinning the last :data:`SPIN_S`."""
+    left = when - clock()
+    if left > SPIN_S:
+        time.sleep(left - SPIN_S)
+    while clock() < when:
+        pass

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, Mapping, Sequence
 
-from ..pacing import SPIN_S
+from ..pacing import sleep_until
 
 Publish = Callable[[str, Mapping[str, Any]], object]
 """``publish(symbol, data)``: hand one tick to a transport."""
@@ -35,9 +35,9 @@ def publish_for(publish: Publish, symbols: Sequence[str], seconds: float, rate: 
     count = 0
     started = time.perf_counter()
     end = started + seconds
-    while (now := time.perf_counter()) < end:
+    while time.perf_counter() < end:
         if interval:
-            _sleep_until(started + count * interval, now)
+            sleep_until(started + count * interval)
         count += 1
         data["volume"] = count
         data["last_trade_time"] = time.time_ns()
@@ -50,8 +50,3 @@ def warm_up(publish: Publish, symbol: str) -> None:
     publish(symbol, {**QUOTE, "volume": 0, "last_trade_time": time.time_ns()})
 
 
-def _sleep_until(due: float, now: float) -> None:
-    if due - now > SPIN_S:  # sleep through the gap but its end, spun: time.sleep overshoots
-        time.sleep(due - now - SPIN_S)
-    while time.perf_counter() < due:
-        pass
