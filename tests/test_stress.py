@@ -2,12 +2,14 @@
 
 For every reader: no corrupt record, each writer's records in order, and delivered + lost ==
 published. Run once with a ring large enough that readers mostly keep up, and once with a tiny
-ring so that they are lapped over and over.
+ring so that they are lapped over and over. One writer publishes through the compiled path, the
+other through the Python path, so the two keep each other out of the same slots.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import time
 import zlib
 
@@ -15,6 +17,7 @@ import pytest
 
 from shmproxy import SharedMemoryPublisher, SharedMemorySubscriber
 from shmproxy.core import layout
+from shmproxy.core.publisher import PURE_PYTHON_ENV
 
 WRITERS, READERS = 2, 3
 DEADLINE_S = 240
@@ -25,6 +28,8 @@ def _checksum(symbol: str, ltp: float, volume: int, writer: int, mode: int, dept
 
 
 def _writer(name: str, writer: int, count: int, start: mp.Event) -> None:
+    if writer == 1:
+        os.environ[PURE_PYTHON_ENV] = "1"  # writer 0 on the compiled path (where built), writer 1 on Python's
     start.wait()
     with SharedMemoryPublisher(buffer_name=name) as pub:
         for n in range(count):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -24,7 +25,8 @@ from .ring import RingWriter
 from .segment import Segment
 from .settings import Settings
 
-_INFINITIES = (float("inf"), float("-inf"))
+PURE_PYTHON_ENV = "SHMPROXY_PURE_PYTHON"  # set to 1 to publish through the Python path only
+_MAX_TIMESTAMP_MS = ((1 << 63) - 1) // 1_000_000  # past this, the exchange time in ns overflows 64 bits
 _INT64_MAX = (1 << 63) - 1
 _QUOTE_OR_DEPTH = object()  # mode absent: Quote, or Depth when the tick carries depth
 _MODES: dict[Any, Any] = {"default": _QUOTE_OR_DEPTH, None: _QUOTE_OR_DEPTH}
@@ -47,6 +49,15 @@ class SharedMemoryPublisher:
         self._segment = Segment.create_or_attach(self.buffer_name, buffer_size, settings.shm_buffer_size)
         self._writer = RingWriter(self._segment)
         self._names = NameCodec()
+        self._compiled = None
+        if os.environ.get(PURE_PYTHON_ENV, "") in ("", "0"):
+            tick_writer = self._writer.compiled_path(self._names.cache, _MODES, _QUOTE_OR_DEPTH)
+            self._compiled = tick_writer.publish if tick_writer is not None else None
+
+    @property
+    def compiled(self) -> bool:
+        """True when well-formed LTP and Quote ticks go through the compiled path (``_fastpublish``)."""
+        return self._compiled is not None
 
     @property
     def segment(self) -> Segment:
@@ -77,6 +88,10 @@ class SharedMemoryPublisher:
         Raises ValueError (:class:`RecordError`) naming the field when the data cannot be recorded;
         nothing is written then.
         """
+        if self._compiled is not None:
+            seq = self._compiled(symbol, data)
+            if seq:
+                return seq
         try:
             body, depth = self._encode(symbol, data)
         except RecordError:
@@ -99,12 +114,16 @@ class SharedMemoryPublisher:
         return self._writer.write(body, tick.depth_values)
 
     def _encode(self, symbol: str, data: Mapping[str, Any]) -> tuple[list, list | None]:
-        """Fast path for well-formed ticks; anything doubtful goes to :meth:`_encode_checked`."""
+        """Fast path for well-formed ticks; anything doubtful goes to :meth:`_encode_checked`.
+
+        ``_fastpublish.c`` does the same for LTP and Quote ticks: keep the two in step.
+        """
         try:
             get = data.get
             names = self._names.get((get("exchange"), symbol))
             mode = _MODES.get(get("mode", "default"))
-            if names is None or mode is None or "timestamp" in data:
+            stamp = get("timestamp")
+            if names is None or mode is None or not (stamp is None or type(stamp) is int and 0 <= stamp <= _MAX_TIMESTAMP_MS):
                 return self._encode_checked(symbol, data)
             if mode is _QUOTE_OR_DEPTH:
                 mode = MODE_DEPTH if "depth" in data else MODE_QUOTE
@@ -123,15 +142,15 @@ class SharedMemoryPublisher:
             sell_quantity = int(get("total_sell_quantity") or 0)
         except (AttributeError, KeyError, TypeError, ValueError, OverflowError):
             return self._encode_checked(symbol, data)
-        total = ltp + close + high + low + opened + average + change
-        if total != total or total in _INFINITIES:
-            return self._encode_checked(symbol, data)  # a NaN or infinity: name the field
+        if ((ltp - ltp) + (close - close) + (high - high) + (low - low) + (opened - opened) + (average - average)
+                + (change - change)) != 0.0:
+            return self._encode_checked(symbol, data)  # x - x is NaN unless x is finite: name the bad field
         if not 0 <= volume | last_quantity | last_trade_time | oi | buy_quantity | sell_quantity <= _INT64_MAX:
             return self._encode_checked(symbol, data)  # negative or past 64 bits: check each
         if not change and close:
             change = (ltp - close) / close * 100.0
         body = [
-            time.time_ns(), 0, mode, *names, ltp, opened, high, low, close, average, change,
+            time.time_ns(), stamp * 1_000_000 if stamp else 0, mode, *names, ltp, opened, high, low, close, average, change,
             volume, last_quantity, last_trade_time, oi, buy_quantity, sell_quantity,
         ]
         return body, encode_depth(get("depth") or {}) if mode == MODE_DEPTH else None

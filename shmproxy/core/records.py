@@ -65,11 +65,11 @@ class NameCodec:
     _LIMIT = 100_000
 
     def __init__(self) -> None:
-        self._cache: dict[tuple[Any, str], tuple[int, int, bytes, bytes]] = {}
-        self.get = self._cache.get
+        self.cache: dict[tuple[Any, str], tuple[int, int, bytes, bytes]] = {}
+        self.get = self.cache.get
 
     def encode(self, exchange: str, symbol: str) -> tuple[int, int, bytes, bytes]:
-        hit = self._cache.get((exchange, symbol))
+        hit = self.cache.get((exchange, symbol))
         if hit is not None:
             return hit
         ex, sym = exchange.encode(), symbol.encode()
@@ -82,15 +82,17 @@ class NameCodec:
         return hit
 
     def remember(self, key: tuple[Any, str], names: tuple[int, int, bytes, bytes]) -> None:
-        if len(self._cache) >= self._LIMIT:
-            self._cache.clear()
-        self._cache[key] = names
+        if len(self.cache) >= self._LIMIT:
+            self.cache.clear()
+        self.cache[key] = names
 
 
 def _lookup(data: Mapping[str, Any], names: tuple[str, ...]) -> Any:
+    """The first truthy value under ``names``, else None: a zero or empty value moves on to the next
+    spelling, as ``data.get(a) or data.get(b)`` does in the publisher's fast path."""
     for name in names:
         value = data.get(name)
-        if value is not None:
+        if value:
             return value
     return None
 
@@ -117,8 +119,8 @@ def encode_prices(data: Mapping[str, Any]) -> list[float]:
     """The 7 price fields in record order; ``ltp`` is required, the rest default to 0."""
     if data.get("ltp") is None:
         raise RecordError("missing ltp: every tick needs a last traded price")
-    prices = []
-    for names in PRICE_FIELDS:
+    prices = [_price(data["ltp"], "ltp")]
+    for names in PRICE_FIELDS[1:]:
         value = _lookup(data, names)
         prices.append(0.0 if value is None else _price(value, names[0]))
     if not prices[6] and prices[4]:
@@ -162,8 +164,12 @@ def exchange_ns_of(data: Mapping[str, Any]) -> int:
     if value is None:
         return 0
     if type(value) is int:  # exact: a float would round epoch-ms values by tens of ns
-        return _quantity(value, "timestamp") * 1_000_000
-    return int(_price(value, "timestamp") * 1_000_000)
+        ns = _quantity(value, "timestamp") * 1_000_000
+    else:
+        ns = int(_price(value, "timestamp") * 1_000_000)
+    if not -_INT64_MAX <= ns <= _INT64_MAX:
+        raise RecordError(f"timestamp={value!r} is not a time in ms since the epoch (too far out)")
+    return ns
 
 
 class Tick:

@@ -21,6 +21,11 @@ from . import layout
 from .segment import Segment, pid_alive
 from .wakeup import WAKE_AFTER_GAP_NS, SequenceWaker
 
+try:
+    from ._fastpublish import TickWriter
+except ImportError:  # not built (no C compiler at install time): the Python path does the same work
+    TickWriter = None
+
 HEARTBEAT_INTERVAL_NS = 100_000_000  # writer heartbeats (and last-write time) at most every 100 ms
 
 _HEADER = layout.HEADER_SIZE
@@ -30,6 +35,7 @@ _SEQ = layout.WRITE_SEQ
 _SEQ_AT = layout.WRITE_SEQ_OFFSET
 _BEGIN = layout.SLOT_BEGIN
 _READ = layout.SLOT_READ
+_LAYOUT_FACTS = (_HEADER, _SEQ_AT, _SLOT, _END_AT, layout.BODY_SIZE)  # what the compiled path checks it was built for
 
 
 class RingWriter:
@@ -47,6 +53,7 @@ class RingWriter:
         self._started = time.time_ns()
         self._last_write = 0
         self._waker = SequenceWaker(segment.fd)
+        self._tick_writer: TickWriter | None = None
         self._entry = self._register()
 
     def write(self, body: list, depth: list | None) -> int:
@@ -74,15 +81,30 @@ class RingWriter:
                 else:
                     layout.SLOT_WRITE_DEPTH.pack_into(buf, offset + 8, *body, *depth, seq)
                 _SEQ.pack_into(buf, _SEQ_AT, seq)
-                self._records += 1
-                if body[0] - self._last_beat >= HEARTBEAT_INTERVAL_NS:
-                    self._beat(body[0])
             finally:
                 segment.unlock()
-            if body[0] - self._last_write > WAKE_AFTER_GAP_NS:
-                self._waker.wake()  # first record after a lull: readers may be parked
-            self._last_write = body[0]
+            self._wrote(body[0])
         return seq
+
+    def compiled_path(self, names: dict, modes: dict, quote_or_depth: object) -> TickWriter | None:
+        """The compiled publish path on this writer (``_fastpublish.c``), or None when it was not built.
+
+        It encodes LTP and Quote tick dicts itself (``names`` and ``modes`` are the publisher's lookup
+        tables) and appends them under this writer's mutex, file lock and slot protocol, with the same
+        bookkeeping as :meth:`write`. Closed with this writer.
+        """
+        if TickWriter is None:
+            return None
+        segment = self.segment
+        try:
+            self._tick_writer = TickWriter(
+                buf=segment.buf, fd=segment.fd, capacity=self._capacity, layout=_LAYOUT_FACTS, names=names,
+                modes=modes, quote_or_depth=quote_or_depth, mutex=self._mutex, beat=self._locked_beat,
+                beat_interval_ns=HEARTBEAT_INTERVAL_NS, wake_gap_ns=WAKE_AFTER_GAP_NS,
+            )
+        except ValueError:  # built for another layout version: a stale build, so stay on the Python path
+            return None
+        return self._tick_writer
 
     def heartbeat(self) -> None:
         """Refresh this writer's heartbeat, for writers that are alive but have nothing to publish."""
@@ -112,10 +134,29 @@ class RingWriter:
             finally:
                 self.segment.unlock()
             self._waker.close()
+            if self._tick_writer is not None:
+                self._tick_writer.close()  # lets go of the mapping, which the segment's close unmaps
 
     @property
     def records(self) -> int:
-        return self._records
+        """Records this writer has written, through either path."""
+        return self._records + (self._tick_writer.records if self._tick_writer is not None else 0)
+
+    def _wrote(self, now: int) -> None:
+        """Bookkeeping after a record (caller holds the mutex): count, heartbeat, wake parked readers."""
+        self._records += 1
+        if now - self._last_beat >= HEARTBEAT_INTERVAL_NS:
+            self._locked_beat(now)
+        if now - self._last_write > WAKE_AFTER_GAP_NS:
+            self._waker.wake()  # first record after a lull: readers may be parked
+        self._last_write = now
+
+    def _locked_beat(self, now: int) -> None:
+        self.segment.lock()
+        try:
+            self._beat(now)
+        finally:
+            self.segment.unlock()
 
     # --- writer table (caller holds the lock) ------------------------------------------------
     def _beat(self, now: int, idle: bool = False) -> None:
@@ -128,7 +169,7 @@ class RingWriter:
     def _store_entry(self, state: int, now: int) -> None:
         if self._entry >= 0:
             layout.WRITER_ENTRY.pack_into(
-                self._buf, layout.writer_entry_offset(self._entry), os.getpid(), state, self._started, now, self._records
+                self._buf, layout.writer_entry_offset(self._entry), os.getpid(), state, self._started, now, self.records
             )
 
     def _register(self) -> int:

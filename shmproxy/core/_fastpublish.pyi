@@ -1,0 +1,11 @@
+from typing import Any, Callable
+
+class TickWriter:
+    """The compiled publish path of a RingWriter (``_fastpublish.c``); see RingWriter.compiled_path."""
+
+    records: int
+    def __init__(self, *, buf: memoryview, fd: int, capacity: int, layout: tuple[int, int, int, int, int],
+                 names: dict[Any, Any], modes: dict[Any, Any], quote_or_depth: object, mutex: Any,
+                 beat: Callable[[int], None], beat_interval_ns: int, wake_gap_ns: int) -> None: ...
+    def publish(self, symbol: object, data: object) -> int: ...
+    def close(self) -> None: ...
