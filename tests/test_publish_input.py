@@ -19,6 +19,7 @@ from shmproxy.core.segment import read_info
         ("NSE:RELIANCE", {"ltp": 1.0, "close": [1]}, "close=[1]"),
         ("NSE:RELIANCE", {"ltp": 1.0, "volume": "lots"}, "volume='lots'"),
         ("NSE:RELIANCE", {"ltp": 1.0, "volume": 2**70}, "volume"),
+        ("NSE:RELIANCE", {"ltp": 1.0, "timestamp": 10**16}, "timestamp=10000000000000000"),
         ("NSE:RELIANCE", {"ltp": 1.0, "mode": 4}, "mode=4"),
         ("NSE:RELIANCE", {"ltp": 1.0, "mode": "full"}, "mode='full'"),
         ("NSE:RELIANCE", {"ltp": 1.0, "mode": None, "depth": "x"}, "depth must be an object"),
