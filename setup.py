@@ -8,7 +8,7 @@ from setuptools import Extension, setup
 
 setup(
     ext_modules=[
-        Extension("shmproxy.core._fastpublish", ["shmproxy/core/_fastpublish.c"], optional=True,
+        Extension("shmproxy.core._speedups", ["shmproxy/core/_speedups.c"], optional=True,
                   extra_compile_args=["-O2", "-std=c11"]),
     ],
 )

@@ -80,3 +80,11 @@ def test_integer_exchange_timestamp_is_kept_to_the_nanosecond(ring_name: str) ->
         pub.publish_market_data("NSE:A", {"ltp": 1.0, "timestamp": 1734000000123})
         (tick,) = sub.poll()
     assert tick.exchange_ns == 1734000000123 * 1_000_000 and tick.timestamp_ms == 1734000000123
+
+
+def test_an_unhashable_exchange_is_input_not_a_crash(ring_name: str) -> None:
+    with SharedMemoryPublisher(buffer_name=ring_name) as pub, SharedMemorySubscriber(ring_name) as sub:
+        pub.publish_market_data("NSE:RELIANCE", {"ltp": 1.0, "exchange": []})  # empty: the prefix names it
+        with pytest.raises(RecordError, match="missing exchange"):
+            pub.publish_market_data("NSE:RELIANCE", {"ltp": 1.0, "exchange": ["BSE"]})
+        assert [(t.exchange, t.symbol) for t in sub.poll()] == [("NSE", "RELIANCE")]

@@ -2,8 +2,8 @@
 
 For every reader: no corrupt record, each writer's records in order, and delivered + lost ==
 published. Run once with a ring large enough that readers mostly keep up, and once with a tiny
-ring so that they are lapped over and over. One writer publishes through the compiled path, the
-other through the Python path, so the two keep each other out of the same slots.
+ring so that they are lapped over and over. One writer and two readers use the compiled paths, the
+others the Python paths, so both kinds share the ring as they would in production.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pytest
 
 from shmproxy import SharedMemoryPublisher, SharedMemorySubscriber
 from shmproxy.core import layout
-from shmproxy.core.publisher import PURE_PYTHON_ENV
+from shmproxy.core.speedups import PURE_PYTHON_ENV
 
 WRITERS, READERS = 2, 3
 DEADLINE_S = 240
@@ -47,7 +47,9 @@ def _writer(name: str, writer: int, count: int, start: mp.Event) -> None:
             pub.publish_market_data(symbol, data)
 
 
-def _reader(name: str, total: int, ready: mp.Queue, results: mp.Queue) -> None:
+def _reader(name: str, reader: int, total: int, ready: mp.Queue, results: mp.Queue) -> None:
+    if reader == 0:
+        os.environ[PURE_PYTHON_ENV] = "1"  # reader 0 on the Python path, the others compiled (where built)
     corrupt = 0
     out_of_order = 0
     last = {w: -1 for w in range(WRITERS)}
@@ -78,7 +80,7 @@ def test_two_writers_three_readers(ring_name: str, per_writer: int, size: int) -
     SharedMemoryPublisher(buffer_name=ring_name, buffer_size=size).close()
     total = WRITERS * per_writer
     start, ready, results = ctx.Event(), ctx.Queue(), ctx.Queue()
-    readers = [ctx.Process(target=_reader, args=(ring_name, total, ready, results)) for _ in range(READERS)]
+    readers = [ctx.Process(target=_reader, args=(ring_name, r, total, ready, results)) for r in range(READERS)]
     writers = [ctx.Process(target=_writer, args=(ring_name, w, per_writer, start)) for w in range(WRITERS)]
     for p in readers + writers:
         p.start()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -25,7 +24,6 @@ from .ring import RingWriter
 from .segment import Segment
 from .settings import Settings
 
-PURE_PYTHON_ENV = "SHMPROXY_PURE_PYTHON"  # set to 1 to publish through the Python path only
 _MAX_TIMESTAMP_MS = ((1 << 63) - 1) // 1_000_000  # past this, the exchange time in ns overflows 64 bits
 _INT64_MAX = (1 << 63) - 1
 _QUOTE_OR_DEPTH = object()  # mode absent: Quote, or Depth when the tick carries depth
@@ -49,14 +47,12 @@ class SharedMemoryPublisher:
         self._segment = Segment.create_or_attach(self.buffer_name, buffer_size, settings.shm_buffer_size)
         self._writer = RingWriter(self._segment)
         self._names = NameCodec()
-        self._compiled = None
-        if os.environ.get(PURE_PYTHON_ENV, "") in ("", "0"):
-            tick_writer = self._writer.compiled_path(self._names.cache, _MODES, _QUOTE_OR_DEPTH)
-            self._compiled = tick_writer.publish if tick_writer is not None else None
+        tick_writer = self._writer.compiled_path(self._names.cache, _MODES, _QUOTE_OR_DEPTH)
+        self._compiled = tick_writer.publish if tick_writer is not None else None
 
     @property
     def compiled(self) -> bool:
-        """True when well-formed LTP and Quote ticks go through the compiled path (``_fastpublish``)."""
+        """True when well-formed LTP and Quote ticks go through the compiled path (``_speedups``)."""
         return self._compiled is not None
 
     @property
@@ -116,7 +112,7 @@ class SharedMemoryPublisher:
     def _encode(self, symbol: str, data: Mapping[str, Any]) -> tuple[list, list | None]:
         """Fast path for well-formed ticks; anything doubtful goes to :meth:`_encode_checked`.
 
-        ``_fastpublish.c`` does the same for LTP and Quote ticks: keep the two in step.
+        ``_speedups.c`` does the same for LTP and Quote ticks: keep the two in step.
         """
         try:
             get = data.get
@@ -163,7 +159,8 @@ class SharedMemoryPublisher:
         raw_mode = data.get("mode")
         mode = parse_mode(raw_mode) if raw_mode is not None else (MODE_DEPTH if "depth" in data else MODE_QUOTE)
         names = self._names.encode(exchange, bare_symbol)
-        self._names.remember((data.get("exchange"), symbol), names)
+        if isinstance(data.get("exchange"), (str, type(None))):  # the fast paths' key; never an unhashable one
+            self._names.remember((data.get("exchange"), symbol), names)
         depth = encode_depth(data.get("depth") or {}) if mode == MODE_DEPTH else None
         body = [time.time_ns(), exchange_ns_of(data), mode, *names]
         body += encode_prices(data)

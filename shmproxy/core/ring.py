@@ -21,10 +21,7 @@ from . import layout
 from .segment import Segment, pid_alive
 from .wakeup import WAKE_AFTER_GAP_NS, SequenceWaker
 
-try:
-    from ._fastpublish import TickWriter
-except ImportError:  # not built (no C compiler at install time): the Python path does the same work
-    TickWriter = None
+from .speedups import LAYOUT_FACTS, TickWriter, enabled
 
 HEARTBEAT_INTERVAL_NS = 100_000_000  # writer heartbeats (and last-write time) at most every 100 ms
 
@@ -35,7 +32,6 @@ _SEQ = layout.WRITE_SEQ
 _SEQ_AT = layout.WRITE_SEQ_OFFSET
 _BEGIN = layout.SLOT_BEGIN
 _READ = layout.SLOT_READ
-_LAYOUT_FACTS = (_HEADER, _SEQ_AT, _SLOT, _END_AT, layout.BODY_SIZE)  # what the compiled path checks it was built for
 
 
 class RingWriter:
@@ -87,18 +83,18 @@ class RingWriter:
         return seq
 
     def compiled_path(self, names: dict, modes: dict, quote_or_depth: object) -> TickWriter | None:
-        """The compiled publish path on this writer (``_fastpublish.c``), or None when it was not built.
+        """The compiled publish path on this writer (``_speedups.c``), or None when not built or turned off.
 
         It encodes LTP and Quote tick dicts itself (``names`` and ``modes`` are the publisher's lookup
         tables) and appends them under this writer's mutex, file lock and slot protocol, with the same
         bookkeeping as :meth:`write`. Closed with this writer.
         """
-        if TickWriter is None:
+        if not enabled():
             return None
         segment = self.segment
         try:
             self._tick_writer = TickWriter(
-                buf=segment.buf, fd=segment.fd, capacity=self._capacity, layout=_LAYOUT_FACTS, names=names,
+                buf=segment.buf, fd=segment.fd, capacity=self._capacity, layout=LAYOUT_FACTS, names=names,
                 modes=modes, quote_or_depth=quote_or_depth, mutex=self._mutex, beat=self._locked_beat,
                 beat_interval_ns=HEARTBEAT_INTERVAL_NS, wake_gap_ns=WAKE_AFTER_GAP_NS,
             )
@@ -244,6 +240,11 @@ class RingReader:
         self.delivered += len(out)
         self.cursor = cursor
         return out
+
+    def advance(self, count: int) -> None:
+        """Move past ``count`` complete records read elsewhere (the compiled reader), counting them delivered."""
+        self.cursor += count
+        self.delivered += count
 
     def ready(self) -> bool:
         """True when the record at the cursor is complete, or the cursor was lapped: a read will

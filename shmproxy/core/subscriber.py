@@ -10,6 +10,7 @@ from .records import Tick
 from .ring import RingReader
 from .segment import Segment
 from .settings import Settings
+from .speedups import LAYOUT_FACTS, TickReader, enabled
 from .wakeup import SequenceWaiter
 
 # Idle back-off: spin a few polls (a busy ring answers at once), sleep in growing steps, then park
@@ -50,7 +51,7 @@ class NameDecoder:
         self._cache: dict[tuple[bytes, bytes], tuple[str, str]] = {}
 
     def decode(self, record: tuple) -> tuple[str, str]:
-        key = (record[6], record[7])
+        key = record[4:8]  # lengths and padded names
         names = self._cache.get(key)
         if names is None:
             if len(self._cache) >= self._LIMIT:
@@ -80,6 +81,7 @@ class SharedMemorySubscriber:
         self.buffer_name = buffer_name or (settings or Settings.load()).shm_buffer_name
         self._segment = Segment.attach(self.buffer_name)
         self._reader = RingReader(self._segment, start)
+        self._tick_reader = self._compiled_reader()
         self._waiter = SequenceWaiter(self._segment.fd)
         self._names = NameDecoder()
         self._lost_before = 0
@@ -119,9 +121,25 @@ class SharedMemorySubscriber:
     def lag(self) -> int:
         return self._reader.lag()
 
+    @property
+    def compiled(self) -> bool:
+        """True when ticks are read through the compiled path (``_speedups``)."""
+        return self._tick_reader is not None
+
     # --- reading ---------------------------------------------------------------------------
     def poll(self, limit: int = 4096) -> list[Tick]:
         """Return the ticks published since the last call (at most ``limit``); never blocks."""
+        if self._tick_reader is None:
+            return self._poll_records(limit)
+        reader = self._reader
+        ticks, consumed = self._tick_reader.read(reader.cursor, limit)
+        reader.advance(consumed)
+        self.invalid += consumed - len(ticks)
+        if consumed < limit and reader.ready():  # stopped at a lapped slot: RingReader skips ahead
+            ticks += self._poll_records(limit - consumed)
+        return ticks
+
+    def _poll_records(self, limit: int) -> list[Tick]:
         decode = self._names.decode
         from_slot = Tick.from_slot
         records = self._reader.read(limit)
@@ -129,6 +147,15 @@ class SharedMemorySubscriber:
         if len(ticks) != len(records):  # a foreign writer's record with no valid mode: skip, count
             self.invalid += len(records) - len(ticks)
         return ticks
+
+    def _compiled_reader(self) -> TickReader | None:
+        if not enabled():
+            return None
+        segment = self._segment
+        try:
+            return TickReader(buf=segment.buf, capacity=segment.capacity, layout=LAYOUT_FACTS, tick_type=Tick)
+        except ValueError:  # built for another layout or Tick: a stale build, so stay on the Python path
+            return None
 
     def wait(self, timeout: float | None = None, limit: int = 4096) -> list[Tick]:
         """Block until ticks arrive (returning them) or ``timeout`` seconds pass (returning [])."""
@@ -199,15 +226,17 @@ class SharedMemorySubscriber:
         self._lost_before += self._reader.lost
         self._laps_before += self._reader.laps
         self._delivered_before += self._reader.delivered
-        self._waiter.close()
-        self._segment.close()
+        self.close()
         self._segment = fresh
         self._reader = RingReader(fresh, "oldest")
+        self._tick_reader = self._compiled_reader()
         self._waiter = SequenceWaiter(fresh.fd)
         self.resyncs += 1
 
     def close(self) -> None:
         """Unmap the ring (which stays in place)."""
+        if self._tick_reader is not None:
+            self._tick_reader.close()  # lets go of the mapping before the segment unmaps it
         self._waiter.close()
         self._segment.close()
 

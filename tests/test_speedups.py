@@ -1,17 +1,22 @@
-"""The compiled publish path (``_fastpublish.c``) writes exactly what the Python path writes.
+"""The compiled paths (``_speedups.c``) give exactly what the Python paths give.
 
-Each example publishes the same (symbol, data) through a publisher on the compiled path and one on
-the Python path (``SHMPROXY_PURE_PYTHON=1``), each on its own ring, and compares the slots byte for
-byte, all but the publish time; bad input must raise the same error on both. Then the compiled
-path's share of the writer's duties: heartbeat, records count, the thread mutex, waking parked readers.
+Publishing: each example publishes the same (symbol, data) through a publisher on the compiled path
+and one on the Python path (``SHMPROXY_PURE_PYTHON=1``), each on its own ring, and compares the
+slots byte for byte, all but the publish time; bad input must raise the same error on both. Then
+the compiled writer's share of the writer's duties: heartbeat, records count, the thread mutex.
+
+Reading: a compiled and a Python subscriber on the same ring return the same ticks (every field,
+to the bit), the same counts of lost and invalid records, also for foreign records and lapping.
 """
 
 from __future__ import annotations
 
 import math
+import multiprocessing
 import os
 import threading
 import time
+import zlib
 from collections import OrderedDict
 
 import pytest
@@ -20,11 +25,13 @@ from hypothesis import strategies as st
 
 from shmproxy import RecordError, SharedMemoryPublisher, SharedMemorySubscriber
 from shmproxy.core import layout
-from shmproxy.core.publisher import PURE_PYTHON_ENV
-from shmproxy.core.ring import TickWriter
+from shmproxy.core.records import Tick
 from shmproxy.core.segment import read_info, remove_segment
+from shmproxy.core.speedups import PURE_PYTHON_ENV, built
 
-if TickWriter is None:
+from ringtools import BOOK, publish_book
+
+if not built():
     if os.environ.get("CI"):
         pytest.fail("CI must build the compiled publish path (gcc and Python headers are on the CI machine)")
     pytest.skip("the compiled publish path was not built here (no C compiler at install time)", allow_module_level=True)
@@ -188,3 +195,107 @@ def test_threads_mixing_both_paths_lose_and_tear_nothing(ring_name: str) -> None
         assert t.depth is None if t.volume % 5 else t.depth["buy"][0]["orders"] == t.oi
         assert t.volume == last.get(t.oi, -1) + 1  # each thread's ticks in order, none missing
         last[t.oi] = t.volume
+
+
+def twin_subscribers(ring: str, monkeypatch: pytest.MonkeyPatch, start: str | int = "oldest"):
+    compiled = SharedMemorySubscriber(ring, start=start)
+    with monkeypatch.context() as env:
+        env.setenv(PURE_PYTHON_ENV, "1")
+        python = SharedMemorySubscriber(ring, start=start)
+    assert compiled.compiled and not python.compiled
+    return compiled, python
+
+
+def exact(ticks: list[Tick]) -> list[tuple[str, ...]]:
+    """Every field of every tick, as repr: tells -0.0 from 0.0 and compares NaN."""
+    return [tuple(repr(getattr(t, name)) for name in Tick.__slots__) for t in ticks]
+
+
+def read_all(sub: SharedMemorySubscriber, limit: int) -> list[Tick]:
+    ticks: list[Tick] = []
+    while sub.cursor <= sub.segment.write_seq():  # a batch of only foreign records is empty, yet not the end
+        ticks += sub.poll(limit)
+    return ticks
+
+
+def test_compiled_reader_returns_what_the_python_reader_returns(ring_name: str, monkeypatch) -> None:
+    publish_book(ring_name)
+    with SharedMemoryPublisher(buffer_name=ring_name) as pub:
+        pub.publish_market_data("BSE:ÄKTIE 50", {"ltp": -0.0, "close": 3.5, "timestamp": 1732601234567})
+        foreign = [time.time_ns(), 0, 9, 3, 1, b"NSE", b"X", *[1.5] * 7, *[7] * 6]
+        pub._writer.write(foreign, None)  # a record whose mode byte no shmproxy writer sets
+        pub.publish_market_data("NSE:INFY", {"ltp": 2.0, "mode": "LTP"})
+    compiled, python = twin_subscribers(ring_name, monkeypatch)
+    with compiled, python:
+        for limit in (1, 3, 4096):
+            for sub in (compiled, python):
+                sub._reader.cursor = 1
+            got, expected = read_all(compiled, limit), read_all(python, limit)
+            assert exact(got) == exact(expected) and len(got) == len(BOOK) + 2
+        assert (compiled.invalid, compiled.delivered) == (python.invalid, python.delivered) == (3, 3 * (len(BOOK) + 3))
+
+
+def test_compiled_reader_counts_a_lap_as_the_python_reader_does(ring_name: str, monkeypatch) -> None:
+    with SharedMemoryPublisher(buffer_name=ring_name, buffer_size=layout.MIN_SEGMENT_SIZE) as pub:
+        compiled, python = twin_subscribers(ring_name, monkeypatch)
+        for n in range(100):
+            pub.publish_market_data("NSE:A", {"ltp": float(n), "mode": 3 if n % 3 else 2, "depth": {"buy": [{"price": n}]}})
+    with compiled, python:
+        got, expected = read_all(compiled, 4096), read_all(python, 4096)
+        assert exact(got) == exact(expected) and len(got) == layout.MIN_CAPACITY
+        assert compiled.lost == python.lost == 100 - len(got) and compiled.laps == python.laps == 1
+
+
+names = st.binary(max_size=40)
+numbers = st.one_of(st.floats(), st.integers(-2**63, 2**63 - 1))
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(records=st.lists(st.tuples(
+    st.integers(0, 255), st.integers(0, 255), st.integers(0, 255), st.binary(max_size=16), names,
+    st.lists(st.floats(), min_size=7, max_size=7), st.lists(st.integers(-2**63, 2**63 - 1), min_size=6, max_size=6),
+    st.one_of(st.none(), st.tuples(*[st.floats(), st.integers(-2**63, 2**63 - 1), st.integers(0, 9)] * 10)),
+), min_size=1, max_size=20))
+def test_any_record_bytes_read_the_same_on_both_paths(ring_name: str, monkeypatch, records) -> None:
+    """Foreign writers may put anything in a slot: bad UTF-8, lengths past the field, any mode byte."""
+    with SharedMemoryPublisher(buffer_name=ring_name) as pub:
+        start = pub.segment.write_seq() + 1
+        for mode, ex_len, sym_len, exchange, symbol, prices, quantities, depth in records:
+            pub._writer.write([1, 2, mode, ex_len, sym_len, exchange, symbol, *prices, *quantities], depth)
+    compiled, python = twin_subscribers(ring_name, monkeypatch, start=start)
+    with compiled, python:
+        assert exact(compiled.poll()) == exact(python.poll())
+        assert (compiled.invalid, compiled.delivered) == (python.invalid, python.delivered)
+
+
+def _publish_checksummed(ring: str, seconds: float) -> None:
+    with SharedMemoryPublisher(buffer_name=ring) as pub:
+        end, n = time.monotonic() + seconds, 0
+        while time.monotonic() < end:
+            n += 1
+            pub.publish_market_data("NSE:A", {"ltp": float(n), "volume": n, "oi": zlib.crc32(str(n).encode()),
+                                              "high": float(n), "total_sell_quantity": n})
+
+
+@pytest.mark.parametrize("pure_python", [False, True], ids=["compiled", "python"])
+def test_a_reader_racing_the_writer_for_the_oldest_slot_never_returns_a_torn_record(
+        ring_name: str, monkeypatch, pure_python: bool) -> None:
+    """The seqlock, aimed at: the reader copies the very slot the writer overwrites next, for 2 s."""
+    if pure_python:
+        monkeypatch.setenv(PURE_PYTHON_ENV, "1")
+    SharedMemoryPublisher(buffer_name=ring_name, buffer_size=layout.MIN_SEGMENT_SIZE).close()
+    writer = multiprocessing.get_context("fork").Process(target=_publish_checksummed, args=(ring_name, 2.0))
+    writer.start()
+    returned = torn = 0
+    with SharedMemorySubscriber(ring_name) as sub:
+        assert sub.compiled is not pure_python
+        capacity, write_seq = sub.segment.capacity, sub.segment.write_seq
+        while writer.is_alive():
+            sub._reader.cursor = max(1, write_seq() - capacity + 1)  # the slot the next record goes into
+            for t in sub.poll(1):
+                returned += 1
+                torn += not (t.oi == zlib.crc32(str(t.volume).encode()) and t.ltp == t.high == t.volume
+                             == t.total_sell_quantity)
+    writer.join(10)
+    assert writer.exitcode == 0
+    assert returned > 1000 and torn == 0

@@ -1,18 +1,23 @@
-/* The compiled publish path: encode an LTP or Quote tick dict and append it to the ring in one call.
+/* Compiled fast paths for the ring's two hot loops, both optional: Python is the reference.
  *
- * A speed-up, not a second protocol. shmproxy/core/publisher.py and ring.py are the reference; this
- * file does what their fast path does for the common case (an exact dict, a known symbol, LTP or Quote,
- * plain float/int values) and declines everything else by returning 0, so that the Python code, which
- * validates and names bad fields, handles it. tests/test_fastpublish.py checks both paths write the
- * same bytes for the same input.
+ * TickWriter encodes an LTP or Quote tick dict and appends it to the ring in one call. It does what
+ * publisher.py's fast path and RingWriter.write do for the common case (an exact dict, a known
+ * symbol, plain float/int values) and declines everything else by returning 0, so that the Python
+ * code, which validates and names bad fields, handles it. Ring protocol (docs/shm-format.md): under
+ * the ring writer's thread mutex and the writers' file lock, take write_seq + 1, skip sequences an
+ * earlier writer completed but did not publish, store the slot's BEGIN marker, then body, zeroed
+ * depth and END marker, then publish write_seq. Then, as RingWriter does: wake parked readers after
+ * a lull, and heartbeat (through RingWriter) every interval.
  *
- * Ring protocol (docs/shm-format.md): under the ring writer's thread mutex and the writers' file lock,
- * take write_seq + 1, skip sequences an earlier writer completed but did not publish, store the slot's
- * BEGIN marker, then body, zeroed depth and END marker, then publish write_seq. Then, as RingWriter
- * does: wake parked readers after a lull, and heartbeat (through RingWriter) every interval.
+ * TickReader turns complete records at a cursor into Tick objects, as RingReader.read plus
+ * Tick.from_slot do, and stops at the first slot that is not ready or was lapped, for RingReader's
+ * Python code to handle.
+ *
+ * tests/test_speedups.py checks that each path gives what the Python path gives, byte for byte.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 #include <errno.h>
 #include <math.h>
 #include <stddef.h>
@@ -393,6 +398,26 @@ static PyObject *TickWriter_get_records(TickWriter *self, void *Py_UNUSED(closur
     return PyLong_FromUnsignedLongLong(self->records);
 }
 
+/* ``layout``: (header size, write_seq offset, slot size, slot end offset, body size) from ring.py. */
+static int check_layout(PyObject *layout, unsigned long long capacity) {
+    PyObject *expected = Py_BuildValue("(iiiin)", HEADER_SIZE, WRITE_SEQ_OFFSET, SLOT_SIZE, SLOT_END_OFFSET,
+                                       (Py_ssize_t)sizeof(Body));
+    if (expected == NULL)
+        return -1;
+    int same = PyObject_RichCompareBool(expected, layout, Py_EQ);
+    Py_DECREF(expected);
+    if (same != 1) {
+        if (same == 0)
+            PyErr_SetString(PyExc_ValueError, "the compiled fast path was built for another ring layout");
+        return -1;
+    }
+    if (capacity == 0) {
+        PyErr_SetString(PyExc_ValueError, "capacity must be positive");
+        return -1;
+    }
+    return 0;
+}
+
 static int TickWriter_init(TickWriter *self, PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"buf", "fd", "capacity", "layout", "names", "modes", "quote_or_depth", "mutex", "beat",
                              "beat_interval_ns", "wake_gap_ns", NULL};
@@ -404,22 +429,8 @@ static int TickWriter_init(TickWriter *self, PyObject *args, PyObject *kwargs) {
                                      &layout, &PyDict_Type, &names, &PyDict_Type, &modes, &quote_or_depth, &mutex,
                                      &beat, &beat_interval, &wake_gap))
         return -1;
-    /* layout: (header size, write_seq offset, slot size, slot end offset, body size) from layout.py */
-    PyObject *expected = Py_BuildValue("(iiiin)", HEADER_SIZE, WRITE_SEQ_OFFSET, SLOT_SIZE, SLOT_END_OFFSET,
-                                       (Py_ssize_t)sizeof(Body));
-    if (expected == NULL)
+    if (check_layout(layout, capacity) < 0)
         return -1;
-    int same = PyObject_RichCompareBool(expected, layout, Py_EQ);
-    Py_DECREF(expected);
-    if (same != 1) {
-        if (same == 0)
-            PyErr_SetString(PyExc_ValueError, "the compiled publish path was built for another ring layout");
-        return -1;
-    }
-    if (capacity == 0) {
-        PyErr_SetString(PyExc_ValueError, "capacity must be positive");
-        return -1;
-    }
     PyObject *acquire = PyObject_GetAttrString(mutex, "acquire");
     PyObject *release = acquire ? PyObject_GetAttrString(mutex, "release") : NULL;
     if (release == NULL) {
@@ -488,7 +499,7 @@ static PyGetSetDef TickWriter_getset[] = {
 
 static PyTypeObject TickWriterType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "shmproxy.core._fastpublish.TickWriter",
+    .tp_name = "shmproxy.core._speedups.TickWriter",
     .tp_doc = PyDoc_STR("The compiled publish path of a RingWriter; built by RingWriter.compiled_path()."),
     .tp_basicsize = sizeof(TickWriter),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
@@ -499,6 +510,260 @@ static PyTypeObject TickWriterType = {
     .tp_clear = (inquiry)TickWriter_clear,
     .tp_methods = TickWriter_methods,
     .tp_getset = TickWriter_getset,
+};
+
+/* ---- TickReader ------------------------------------------------------------------------------ */
+
+#define DEPTH_VALUES 30
+#define TICK_FIELDS 20 /* Tick.__slots__, in this order (checked by name at construction) */
+#define NAMES_AT 17    /* body offset of the name lengths, pad and names: the name cache's key */
+#define NAMES_END 80
+#define NAME_CACHE_LIMIT 100000
+
+static const char *const tick_fields[TICK_FIELDS] = {
+    "seq", "publish_ns", "exchange_ns", "mode", "exchange", "symbol",
+    "ltp", "open", "high", "low", "close", "average_price", "percent_change",
+    "volume", "last_quantity", "last_trade_time", "oi", "total_buy_quantity", "total_sell_quantity", "_depth",
+};
+enum { F_SEQ, F_PUBLISH, F_EXCHANGE_NS, F_MODE, F_EXCHANGE, F_SYMBOL, F_PRICES, F_QUANTITIES = F_PRICES + 7,
+       F_DEPTH = F_QUANTITIES + 6 };
+
+typedef struct {
+    uint64_t begin;
+    Body body;
+    struct { double price; int64_t quantity, orders; } depth[10];
+    char pad[SLOT_END_OFFSET - 8 - sizeof(Body) - 240];
+    uint64_t end;
+} Slot;
+
+_Static_assert(sizeof(Slot) == SLOT_SIZE, "Slot must match layout.SLOT_READ");
+
+typedef struct {
+    PyObject_HEAD
+    Py_buffer view;
+    uint64_t capacity;
+    PyTypeObject *tick_type;
+    Py_ssize_t offsets[TICK_FIELDS]; /* where each Tick slot lives in a Tick object */
+    PyObject *names;                 /* raw name bytes -> (exchange, symbol) */
+} TickReader;
+
+/* (exchange, symbol) for a record, decoded once per distinct raw name bytes, as NameDecoder does. */
+static PyObject *record_names(TickReader *self, const Body *body) {
+    PyObject *key = PyBytes_FromStringAndSize((const char *)body + NAMES_AT, NAMES_END - NAMES_AT);
+    if (key == NULL)
+        return NULL;
+    PyObject *names = PyDict_GetItemWithError(self->names, key);
+    if (names != NULL || PyErr_Occurred()) {
+        Py_DECREF(key);
+        return names;
+    }
+    if (PyDict_GET_SIZE(self->names) >= NAME_CACHE_LIMIT)
+        PyDict_Clear(self->names);
+    size_t ex_len = body->exchange_length < EXCHANGE_BYTES ? body->exchange_length : EXCHANGE_BYTES;
+    size_t sym_len = body->symbol_length < SYMBOL_BYTES ? body->symbol_length : SYMBOL_BYTES;
+    PyObject *exchange = PyUnicode_DecodeUTF8(body->exchange, ex_len, "replace");
+    PyObject *symbol = exchange ? PyUnicode_DecodeUTF8(body->symbol, sym_len, "replace") : NULL;
+    names = symbol ? PyTuple_Pack(2, exchange, symbol) : NULL;
+    Py_XDECREF(exchange);
+    Py_XDECREF(symbol);
+    if (names == NULL || PyDict_SetItem(self->names, key, names) < 0) {
+        Py_XDECREF(names);
+        Py_DECREF(key);
+        return NULL;
+    }
+    Py_DECREF(names); /* the dict holds it; a borrowed reference, like PyDict_GetItem's */
+    Py_DECREF(key);
+    return names;
+}
+
+static PyObject *depth_tuple(const Slot *slot) {
+    PyObject *depth = PyTuple_New(DEPTH_VALUES);
+    if (depth == NULL)
+        return NULL;
+    for (int i = 0; i < 10; i++) {
+        PyObject *price = PyFloat_FromDouble(slot->depth[i].price);
+        PyObject *quantity = PyLong_FromLongLong(slot->depth[i].quantity);
+        PyObject *orders = PyLong_FromLongLong(slot->depth[i].orders);
+        PyTuple_SET_ITEM(depth, 3 * i, price);
+        PyTuple_SET_ITEM(depth, 3 * i + 1, quantity);
+        PyTuple_SET_ITEM(depth, 3 * i + 2, orders);
+        if (price == NULL || quantity == NULL || orders == NULL) {
+            Py_DECREF(depth); /* a NULL item is fine for the tuple's dealloc */
+            return NULL;
+        }
+    }
+    return depth;
+}
+
+/* A Tick for a complete slot, as Tick.from_slot builds it. */
+static PyObject *make_tick(TickReader *self, const Slot *slot) {
+    const Body *b = &slot->body;
+    PyObject *names = record_names(self, b);
+    if (names == NULL)
+        return NULL;
+    PyObject *tick = self->tick_type->tp_alloc(self->tick_type, 0);
+    if (tick == NULL)
+        return NULL;
+    PyObject *values[TICK_FIELDS];
+    values[F_SEQ] = PyLong_FromUnsignedLongLong(slot->begin);
+    values[F_PUBLISH] = PyLong_FromLongLong(b->publish_ns);
+    values[F_EXCHANGE_NS] = PyLong_FromLongLong(b->exchange_ns);
+    values[F_MODE] = PyLong_FromLong(b->mode);
+    values[F_EXCHANGE] = Py_NewRef(PyTuple_GET_ITEM(names, 0));
+    values[F_SYMBOL] = Py_NewRef(PyTuple_GET_ITEM(names, 1));
+    for (int i = 0; i < 7; i++)
+        values[F_PRICES + i] = PyFloat_FromDouble(b->prices[i]);
+    for (int i = 0; i < 6; i++)
+        values[F_QUANTITIES + i] = PyLong_FromLongLong(b->quantities[i]);
+    values[F_DEPTH] = b->mode == 3 ? depth_tuple(slot) : Py_NewRef(Py_None);
+    int failed = 0;
+    for (int i = 0; i < TICK_FIELDS; i++) {
+        failed |= values[i] == NULL;
+        *(PyObject **)((char *)tick + self->offsets[i]) = values[i]; /* the Tick owns them now */
+    }
+    if (failed) {
+        Py_DECREF(tick);
+        return NULL;
+    }
+    return tick;
+}
+
+PyDoc_STRVAR(read_doc,
+"read(cursor, limit) -> (ticks, consumed)\n\n"
+"Ticks for the complete records from ``cursor`` on, at most ``limit`` records, stopping at the first\n"
+"slot not written yet or lapped. ``consumed`` counts the records read, including those skipped for a\n"
+"mode byte other than 1, 2 or 3 (``consumed - len(ticks)`` of them).");
+
+static PyObject *TickReader_read(TickReader *self, PyObject *const *args, Py_ssize_t nargs) {
+    unsigned long long cursor;
+    Py_ssize_t limit;
+    Slot slot;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "read(cursor, limit) takes 2 arguments");
+        return NULL;
+    }
+    cursor = PyLong_AsUnsignedLongLong(args[0]);
+    limit = PyLong_AsSsize_t(args[1]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (self->view.buf == NULL) {
+        PyErr_SetString(PyExc_ValueError, "TickReader is closed");
+        return NULL;
+    }
+    PyObject *ticks = PyList_New(0);
+    if (ticks == NULL)
+        return NULL;
+    const char *base = self->view.buf;
+    Py_ssize_t consumed = 0;
+    for (; consumed < limit; consumed++, cursor++) {
+        const char *at = base + HEADER_SIZE + (cursor % self->capacity) * SLOT_SIZE;
+        if (__atomic_load_n((const uint64_t *)(at + SLOT_END_OFFSET), __ATOMIC_ACQUIRE) != cursor)
+            break; /* not written yet, or lapped: RingReader decides */
+        memcpy(&slot, at, sizeof slot);
+        __atomic_thread_fence(__ATOMIC_ACQUIRE); /* the copy before the re-check of BEGIN */
+        if (slot.begin != cursor || slot.end != cursor || __atomic_load_n((const uint64_t *)at, __ATOMIC_RELAXED) != cursor)
+            break; /* a writer lapped this slot while it was copied */
+        if (slot.body.mode < 1 || slot.body.mode > 3)
+            continue; /* a foreign writer's record: counted by the caller, never delivered */
+        PyObject *tick = make_tick(self, &slot);
+        if (tick == NULL || PyList_Append(ticks, tick) < 0) {
+            Py_XDECREF(tick);
+            Py_DECREF(ticks);
+            return NULL;
+        }
+        Py_DECREF(tick);
+    }
+    PyObject *result = Py_BuildValue("(Nn)", ticks, consumed);
+    return result;
+}
+
+static PyObject *TickReader_close(TickReader *self, PyObject *Py_UNUSED(ignored)) {
+    if (self->view.buf != NULL)
+        PyBuffer_Release(&self->view);
+    self->view.buf = NULL;
+    Py_RETURN_NONE;
+}
+
+/* Where Tick keeps each field: the offsets of its __slots__ member descriptors. */
+static int tick_offsets(TickReader *self, PyTypeObject *tick_type) {
+    for (int i = 0; i < TICK_FIELDS; i++) {
+        PyObject *descr = PyDict_GetItemString(tick_type->tp_dict, tick_fields[i]);
+        if (descr == NULL || !Py_IS_TYPE(descr, &PyMemberDescr_Type)
+            || ((PyMemberDescrObject *)descr)->d_member->type != T_OBJECT_EX
+            || ((PyDescrObject *)descr)->d_type != tick_type) {
+            PyErr_Format(PyExc_ValueError, "Tick has no object slot %s: the compiled reader does not match it",
+                         tick_fields[i]);
+            return -1;
+        }
+        self->offsets[i] = ((PyMemberDescrObject *)descr)->d_member->offset;
+    }
+    return 0;
+}
+
+static int TickReader_init(TickReader *self, PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"buf", "capacity", "layout", "tick_type", NULL};
+    PyObject *buf, *layout;
+    PyTypeObject *tick_type;
+    unsigned long long capacity;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "$OKOO!:TickReader", kwlist, &buf, &capacity, &layout,
+                                     &PyType_Type, &tick_type))
+        return -1;
+    if (check_layout(layout, capacity) < 0 || tick_offsets(self, tick_type) < 0)
+        return -1;
+    PyObject *names = PyDict_New();
+    if (names == NULL)
+        return -1;
+    TickReader_close(self, NULL);
+    if (PyObject_GetBuffer(buf, &self->view, PyBUF_SIMPLE) < 0 || (uint64_t)self->view.len < HEADER_SIZE + capacity * SLOT_SIZE) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "buffer is smaller than the ring's capacity");
+        TickReader_close(self, NULL);
+        Py_DECREF(names);
+        return -1;
+    }
+    self->capacity = capacity;
+    Py_XSETREF(self->names, names);
+    Py_XSETREF(self->tick_type, (PyTypeObject *)Py_NewRef(tick_type));
+    return 0;
+}
+
+static int TickReader_traverse(TickReader *self, visitproc visit, void *arg) {
+    Py_VISIT(self->names);
+    Py_VISIT(self->tick_type);
+    return 0;
+}
+
+static int TickReader_clear(TickReader *self) {
+    Py_CLEAR(self->names);
+    Py_CLEAR(self->tick_type);
+    return 0;
+}
+
+static void TickReader_dealloc(TickReader *self) {
+    PyObject_GC_UnTrack(self);
+    TickReader_close(self, NULL);
+    TickReader_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMethodDef TickReader_methods[] = {
+    {"read", (PyCFunction)(void (*)(void))TickReader_read, METH_FASTCALL, read_doc},
+    {"close", (PyCFunction)TickReader_close, METH_NOARGS, "Release the ring's buffer (idempotent)."},
+    {NULL},
+};
+
+static PyTypeObject TickReaderType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "shmproxy.core._speedups.TickReader",
+    .tp_doc = PyDoc_STR("The compiled read path of a SharedMemorySubscriber."),
+    .tp_basicsize = sizeof(TickReader),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)TickReader_init,
+    .tp_dealloc = (destructor)TickReader_dealloc,
+    .tp_traverse = (traverseproc)TickReader_traverse,
+    .tp_clear = (inquiry)TickReader_clear,
+    .tp_methods = TickReader_methods,
 };
 
 static int intern_keys(void) {
@@ -524,21 +789,30 @@ static int intern_keys(void) {
         && (k_timestamp = PyUnicode_InternFromString("timestamp")) ? 0 : -1;
 }
 
-static struct PyModuleDef fastpublish_module = {
-    PyModuleDef_HEAD_INIT, "_fastpublish",
-    "The compiled publish path of SharedMemoryPublisher (optional; the Python path is the reference).", -1,
+static struct PyModuleDef speedups_module = {
+    PyModuleDef_HEAD_INIT, "_speedups",
+    "Compiled fast paths of the ring's writer and reader (optional; the Python paths are the reference).", -1,
     NULL, NULL, NULL, NULL, NULL,
 };
 
-PyMODINIT_FUNC PyInit__fastpublish(void) {
-    if (intern_keys() < 0 || PyType_Ready(&TickWriterType) < 0)
+static int add_type(PyObject *module, PyTypeObject *type, const char *name) {
+    if (PyType_Ready(type) < 0)
+        return -1;
+    Py_INCREF(type);
+    if (PyModule_AddObject(module, name, (PyObject *)type) < 0) {
+        Py_DECREF(type);
+        return -1;
+    }
+    return 0;
+}
+
+PyMODINIT_FUNC PyInit__speedups(void) {
+    if (intern_keys() < 0)
         return NULL;
-    PyObject *module = PyModule_Create(&fastpublish_module);
+    PyObject *module = PyModule_Create(&speedups_module);
     if (module == NULL)
         return NULL;
-    Py_INCREF(&TickWriterType);
-    if (PyModule_AddObject(module, "TickWriter", (PyObject *)&TickWriterType) < 0) {
-        Py_DECREF(&TickWriterType);
+    if (add_type(module, &TickWriterType, "TickWriter") < 0 || add_type(module, &TickReaderType, "TickReader") < 0) {
         Py_DECREF(module);
         return NULL;
     }
