@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from shmproxy.core import speedups
+
 from conftest import SHM, run_cli
 
 TINY = ("--duration", "0.2", "--clients", "4", "--symbols", "5", "--rate", "200", "--hop-rate", "2000")
@@ -48,6 +50,7 @@ def check_figures(report: dict, hop_targets: set[str], e2e_targets: set[str]) ->
         assert all(ratio > 0 for ratio in figure["advantage"].values()), figure["label"]
         assert figure["unit"] and figure["label"]
     assert report["machine"]["cpus"] > 0 and report["options"]["clients"] == 4
+    assert report["machine"]["paths"] == speedups.describe()  # which paths the figures are for
 
 
 def test_bench_with_zeromq_baseline_and_plot(tmp_path: Path) -> None:

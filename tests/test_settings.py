@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from shmproxy import Settings, SettingsError
+from shmproxy.core import speedups
 
 from conftest import run_cli
 
@@ -66,4 +68,7 @@ def test_env_file_problems(clean_env: None, tmp_path: Path) -> None:
 def test_cli_version_and_help() -> None:
     version = run_cli("--version")
     assert version.returncode == 0 and version.stdout.startswith("shmproxy ")
+    assert version.stdout.strip().endswith(f"({speedups.describe()})")
+    pure = run_cli("--version", env={**os.environ, speedups.PURE_PYTHON_ENV: "1"})
+    assert "pure Python" in pure.stdout
     assert run_cli("--help").returncode == 0

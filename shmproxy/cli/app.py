@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from .._version import __version__
+from ..core import speedups
 from ..core.errors import ShmProxyError
 from .common import err_console, escape
 
@@ -23,7 +24,7 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"shmproxy {__version__}")
+        typer.echo(f"shmproxy {__version__} ({speedups.describe()})")
         raise typer.Exit()
 
 

@@ -101,7 +101,8 @@ def render(report: dict[str, Any]) -> Table:
     targets = [t for t in _COLUMNS if any(t in f["values"] for f in report["figures"])]
     m = report["machine"]
     table = Table(title="shmproxy bench", title_justify="left", caption_justify="left", caption=(
-        f"{m['cpu_model']}, {m['cpus']} cores, Python {m['python']}, load {m['load_average'][0]:.2f} at start; "
+        f"{m['cpu_model']}, {m['cpus']} cores, Python {m['python']} ({m['paths']}), "
+        f"load {m['load_average'][0]:.2f} at start; "
         f"{report['seconds']:.0f} s. Advantage above 1x: shmproxy is better (rates: ours / theirs; "
         "times, CPU, memory: theirs / ours)."))
     table.add_column("figure")

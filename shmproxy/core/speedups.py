@@ -28,3 +28,10 @@ def built() -> bool:
 def enabled() -> bool:
     """True when new publishers and subscribers should use the compiled paths."""
     return built() and os.environ.get(PURE_PYTHON_ENV, "") in ("", "0")
+
+
+def describe() -> str:
+    """Which paths new publishers and subscribers take, for --version and benchmark reports."""
+    if not built():
+        return "pure Python: compiled fast paths not built"
+    return "compiled fast paths" if enabled() else f"pure Python: {PURE_PYTHON_ENV} is set"

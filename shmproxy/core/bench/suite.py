@@ -18,6 +18,7 @@ from functools import partial
 from importlib import metadata
 from typing import Any, Callable, Iterator, Optional
 
+from .. import speedups
 from . import e2e, hop
 from .extras import require
 from .ring import ring_transport
@@ -172,7 +173,7 @@ def machine() -> dict[str, Any]:
     return {
         "cpus": os.cpu_count(), "cpu_model": _cpu_model(), "python": sys.version.split()[0],
         "platform": platform.platform(), "load_average": os.getloadavg(),
-        "versions": dict(_versions()),
+        "versions": dict(_versions()), "paths": speedups.describe(),
     }
 
 
