@@ -30,6 +30,19 @@ def ring_name() -> str:
     (SHM / name).unlink(missing_ok=True)
 
 
+@pytest.fixture(params=["compiled", "python"])
+def both_paths(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test on the compiled fast paths and again on the Python paths (SHMPROXY_PURE_PYTHON=1).
+
+    Where the compiled paths were not built, the first run is the Python path too.
+    """
+    if request.param == "python":
+        monkeypatch.setenv("SHMPROXY_PURE_PYTHON", "1")
+    else:
+        monkeypatch.delenv("SHMPROXY_PURE_PYTHON", raising=False)
+    return request.param
+
+
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Drop any shmproxy/OpenAlgo settings the developer's shell may carry."""

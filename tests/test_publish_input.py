@@ -7,6 +7,8 @@ import pytest
 from shmproxy import RecordError, SharedMemoryPublisher, SharedMemorySubscriber
 from shmproxy.core.segment import read_info
 
+pytestmark = pytest.mark.usefixtures("both_paths")  # each test on the compiled and the Python paths
+
 
 @pytest.mark.parametrize(
     ("symbol", "data", "named"),

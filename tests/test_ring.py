@@ -14,6 +14,8 @@ from shmproxy import SharedMemoryPublisher, SharedMemorySubscriber, Tick
 from shmproxy.core import layout
 from shmproxy.core.segment import read_info, remove_segment
 
+pytestmark = pytest.mark.usefixtures("both_paths")  # each test on the compiled and the Python paths
+
 QUOTE = {
     "exchange": "NSE", "mode": 2, "ltp": 2950.5, "open": 2900.0, "high": 2960.0, "low": 2890.0,
     "close": 2910.0, "volume": 123456, "average_price": 2940.1, "percent_change": 1.39,
