@@ -29,6 +29,7 @@ from shmproxy.core.records import Tick
 from shmproxy.core.segment import read_info, remove_segment
 from shmproxy.core.speedups import PURE_PYTHON_ENV, built
 
+from conftest import run_python
 from ringtools import BOOK, publish_book
 
 if not built():
@@ -299,3 +300,116 @@ def test_a_reader_racing_the_writer_for_the_oldest_slot_never_returns_a_torn_rec
     writer.join(10)
     assert writer.exitcode == 0
     assert returned > 1000 and torn == 0
+
+
+# Hostile callers: each case runs in its own interpreter (PYTHONMALLOC=debug catches use after free),
+# so that a crash fails the test instead of ending the test run.
+HOSTILE_PRELUDE = """
+import faulthandler, gc, os, sys
+faulthandler.enable()
+from shmproxy import SharedMemoryPublisher, SharedMemorySubscriber
+from shmproxy.core import speedups
+from shmproxy.core.records import Tick
+ring = sys.argv[1]
+"""
+
+HOSTILE = {
+    "writer closed by a GC callback while publish encodes": """
+pub = SharedMemoryPublisher(buffer_name=ring)
+pub.publish_market_data("NSE:A", {"ltp": 1.0})
+def close_once(phase, info):
+    if phase == "start" and gc.callbacks:
+        gc.callbacks.clear(); pub._writer.close()
+data = {"exchange": None, "ltp": 2.0}
+gc.collect(); gc.callbacks.append(close_once); gc.set_threshold(1)
+try:
+    pub._compiled("NSE:A", data)  # the name-cache key tuple it builds starts a collection
+except ValueError as err:
+    print("refused:", err)
+""",
+    "subscriber closed by a GC callback while read builds ticks": """
+with SharedMemoryPublisher(buffer_name=ring) as pub:
+    for i in range(10):
+        pub.publish_market_data("NSE:A", {"ltp": float(i)})
+sub = SharedMemorySubscriber(ring, start="oldest")
+def close_once(phase, info):
+    if phase == "start" and gc.callbacks:
+        gc.callbacks.clear(); sub.close()
+reader = sub._tick_reader
+gc.collect(); gc.callbacks.append(close_once); gc.set_threshold(1)
+ticks, consumed = reader.read(1, 100)
+print("stopped after", consumed)
+""",
+    "a mode whose __hash__ drops it from the dict": """
+class Mode:
+    def __hash__(self):
+        data.pop("mode", None)
+        return 1
+    def __eq__(self, other):
+        return other == 1
+pub = SharedMemoryPublisher(buffer_name=ring)
+pub.publish_market_data("NSE:A", {"ltp": 1.0})
+data = {"ltp": 2.0, "mode": Mode()}
+print("published", pub.publish_market_data("NSE:A", data))
+""",
+    "a heartbeat that raises keeps its own error and frees the mutex": """
+import threading
+from shmproxy.core import publisher
+pub = SharedMemoryPublisher(buffer_name=ring)
+pub.publish_market_data("NSE:A", {"ltp": 1.0})
+def bad_beat(now):
+    raise RuntimeError("beat failed")
+mutex = threading.Lock()
+tw = speedups.TickWriter(buf=pub.segment.buf, fd=pub.segment.fd, capacity=pub.segment.capacity,
+                         layout=speedups.LAYOUT_FACTS, names=pub._names.cache, modes=publisher._MODES,
+                         quote_or_depth=publisher._QUOTE_OR_DEPTH, mutex=mutex, beat=bad_beat,
+                         beat_interval_ns=0, wake_gap_ns=0)
+try:
+    tw.publish("NSE:A", {"ltp": 3.0})
+except RuntimeError as err:
+    print("raised", err, "locked", mutex.locked())
+tw.close()
+""",
+    "a capacity past the mapping, or a type that is not Tick": """
+pub = SharedMemoryPublisher(buffer_name=ring)
+for capacity in (2**64 // 448 + 1, pub.segment.capacity + 1):
+    try:
+        speedups.TickReader(buf=pub.segment.buf, capacity=capacity, layout=speedups.LAYOUT_FACTS, tick_type=Tick)
+    except ValueError as err:
+        print("refused:", err)
+try:
+    speedups.TickReader(buf=pub.segment.buf, capacity=16, layout=speedups.LAYOUT_FACTS, tick_type=int)
+except ValueError as err:
+    print("refused:", err)
+""",
+}
+
+HOSTILE_EXPECTED = {
+    "writer closed by a GC callback while publish encodes": "refused: TickWriter is closed",
+    "subscriber closed by a GC callback while read builds ticks": "stopped after",
+    "a mode whose __hash__ drops it from the dict": "published 2",
+    "a heartbeat that raises keeps its own error and frees the mutex": "raised beat failed locked False",
+    "a capacity past the mapping, or a type that is not Tick": "refused: buffer is smaller than the ring's capacity\n"
+    "refused: buffer is smaller than the ring's capacity\nrefused: Tick has no object slot seq",
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE))
+def test_hostile_callers_get_an_error_never_a_crash(ring_name: str, case: str) -> None:
+    done = run_python(HOSTILE_PRELUDE + HOSTILE[case], ring_name, env={**os.environ, "PYTHONMALLOC": "debug"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert HOSTILE_EXPECTED[case] in done.stdout, done.stdout
+
+
+def test_a_publisher_and_subscriber_dropped_without_close_free_their_mapping(ring_name: str, both_paths) -> None:
+    def open_files_and_maps() -> tuple[int, int]:
+        return len(os.listdir("/proc/self/fd")), len(open("/proc/self/maps").read().splitlines())
+
+    SharedMemoryPublisher(buffer_name=ring_name).close()
+    before = open_files_and_maps()
+    pub = SharedMemoryPublisher(buffer_name=ring_name)
+    pub.publish_market_data("NSE:A", {"ltp": 1.0})
+    sub = SharedMemorySubscriber(ring_name, start="oldest")
+    assert len(sub.poll()) == 1
+    del pub, sub  # no gc.collect(): nothing may hold them in a reference cycle
+    assert open_files_and_maps() == before

@@ -178,7 +178,9 @@ static int tick_mode(TickWriter *self, PyObject *data, int *mode) {
     PyObject *raw = PyDict_GetItemWithError(data, k_mode); /* None stays None: _MODES maps it */
     if (raw == NULL && PyErr_Occurred())
         return 0;
-    PyObject *found = PyDict_GetItemWithError(self->modes, raw ? raw : k_default);
+    raw = Py_NewRef(raw ? raw : k_default); /* its __hash__ and __eq__ may run code that drops it from data */
+    PyObject *found = PyDict_GetItemWithError(self->modes, raw);
+    Py_DECREF(raw);
     if (found == NULL)
         return 0; /* unknown mode, or unhashable: the Python path names it */
     if (found == self->quote_or_depth) {
@@ -211,16 +213,8 @@ static int exchange_ns(PyObject *data, int64_t *out) {
     return 1;
 }
 
-/* The exchange and symbol as recorded, from the publisher's name cache: 0 when not cached yet. */
-static int tick_names(TickWriter *self, PyObject *symbol, PyObject *data, Body *body) {
-    PyObject *exchange = PyDict_GetItemWithError(data, k_exchange);
-    if (exchange == NULL && PyErr_Occurred())
-        return 0;
-    PyObject *key = PyTuple_Pack(2, exchange ? exchange : Py_None, symbol);
-    if (key == NULL)
-        return 0;
-    PyObject *names = PyDict_GetItemWithError(self->names, key);
-    Py_DECREF(key);
+/* Copy a name-cache entry (ex_len, sym_len, ex, sym) into the body: 0 when it is not one. */
+static int copy_names(PyObject *names, Body *body) {
     if (names == NULL || !PyTuple_CheckExact(names) || PyTuple_GET_SIZE(names) != 4)
         return 0;
     PyObject *ex = PyTuple_GET_ITEM(names, 2), *sym = PyTuple_GET_ITEM(names, 3);
@@ -234,6 +228,22 @@ static int tick_names(TickWriter *self, PyObject *symbol, PyObject *data, Body *
     memcpy(body->exchange, PyBytes_AS_STRING(ex), ex_len);
     memcpy(body->symbol, PyBytes_AS_STRING(sym), sym_len);
     return 1;
+}
+
+/* The exchange and symbol as recorded, from the publisher's name cache: 0 when not cached yet. */
+static int tick_names(TickWriter *self, PyObject *symbol, PyObject *data, Body *body) {
+    PyObject *exchange = PyDict_GetItemWithError(data, k_exchange);
+    if (exchange == NULL && PyErr_Occurred())
+        return 0;
+    PyObject *key = PyTuple_Pack(2, exchange ? exchange : Py_None, symbol);
+    if (key == NULL)
+        return 0;
+    PyObject *names = PyDict_GetItemWithError(self->names, key);
+    Py_XINCREF(names); /* dropping the key may run code (a __del__) that changes the cache */
+    Py_DECREF(key);
+    int found = copy_names(names, body);
+    Py_XDECREF(names);
+    return found;
 }
 
 /* Everything but the publish time, as publisher.SharedMemoryPublisher._encode does it: 0 to decline. */
@@ -342,9 +352,17 @@ static int try_mutex(TickWriter *self) {
     return result;
 }
 
+/* Release the thread mutex, keeping any exception already raised (release() must not see it). */
 static int unlock_mutex(TickWriter *self) {
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
     PyObject *result = PyObject_CallNoArgs(self->release);
     Py_XDECREF(result);
+    if (type != NULL) {
+        if (result == NULL)
+            PyErr_Clear(); /* the first error is the one to report */
+        PyErr_Restore(type, value, traceback);
+    }
     return result ? 0 : -1;
 }
 
@@ -373,6 +391,11 @@ static PyObject *TickWriter_publish(TickWriter *self, PyObject *const *args, Py_
     int taken = try_mutex(self);
     if (taken <= 0)
         return taken < 0 ? NULL : PyLong_FromLong(0);
+    if (self->view.buf == NULL) { /* closed while encode() ran Python code: RingWriter.close holds the mutex */
+        unlock_mutex(self);
+        PyErr_SetString(PyExc_ValueError, "TickWriter is closed");
+        return NULL;
+    }
     if (!lock_ring(self->fd)) {
         unlock_mutex(self);
         return NULL;
@@ -383,7 +406,7 @@ static PyObject *TickWriter_publish(TickWriter *self, PyObject *const *args, Py_
     flock(self->fd, LOCK_UN);
     int failed = wrote(self, body.publish_ns);
     if (unlock_mutex(self) < 0 || failed)
-        return NULL;
+        return NULL; /* the record is written; the error is the heartbeat's or the mutex's */
     return PyLong_FromUnsignedLongLong(seq);
 }
 
@@ -396,6 +419,11 @@ static PyObject *TickWriter_close(TickWriter *self, PyObject *Py_UNUSED(ignored)
 
 static PyObject *TickWriter_get_records(TickWriter *self, void *Py_UNUSED(closure)) {
     return PyLong_FromUnsignedLongLong(self->records);
+}
+
+/* True when the mapping holds the header and ``capacity`` slots (no overflow for any capacity). */
+static int holds(const Py_buffer *view, unsigned long long capacity) {
+    return view->len >= HEADER_SIZE && capacity <= (unsigned long long)(view->len - HEADER_SIZE) / SLOT_SIZE;
 }
 
 /* ``layout``: (header size, write_seq offset, slot size, slot end offset, body size) from ring.py. */
@@ -438,7 +466,7 @@ static int TickWriter_init(TickWriter *self, PyObject *args, PyObject *kwargs) {
         return -1;
     }
     TickWriter_close(self, NULL);
-    if (PyObject_GetBuffer(buf, &self->view, PyBUF_WRITABLE) < 0 || (uint64_t)self->view.len < HEADER_SIZE + capacity * SLOT_SIZE) {
+    if (PyObject_GetBuffer(buf, &self->view, PyBUF_WRITABLE) < 0 || !holds(&self->view, capacity)) {
         if (!PyErr_Occurred())
             PyErr_SetString(PyExc_ValueError, "buffer is smaller than the ring's capacity");
         TickWriter_close(self, NULL);
@@ -470,6 +498,7 @@ static int TickWriter_traverse(TickWriter *self, visitproc visit, void *arg) {
 }
 
 static int TickWriter_clear(TickWriter *self) {
+    TickWriter_close(self, NULL);
     Py_CLEAR(self->names);
     Py_CLEAR(self->modes);
     Py_CLEAR(self->quote_or_depth);
@@ -547,13 +576,15 @@ typedef struct {
     PyObject *names;                 /* raw name bytes -> (exchange, symbol) */
 } TickReader;
 
-/* (exchange, symbol) for a record, decoded once per distinct raw name bytes, as NameDecoder does. */
+/* (exchange, symbol) for a record, decoded once per distinct raw name bytes, as NameDecoder does.
+ * A new reference: making the Tick may run a GC pass whose callbacks change the cache. */
 static PyObject *record_names(TickReader *self, const Body *body) {
     PyObject *key = PyBytes_FromStringAndSize((const char *)body + NAMES_AT, NAMES_END - NAMES_AT);
     if (key == NULL)
         return NULL;
     PyObject *names = PyDict_GetItemWithError(self->names, key);
     if (names != NULL || PyErr_Occurred()) {
+        Py_XINCREF(names);
         Py_DECREF(key);
         return names;
     }
@@ -571,7 +602,6 @@ static PyObject *record_names(TickReader *self, const Body *body) {
         Py_DECREF(key);
         return NULL;
     }
-    Py_DECREF(names); /* the dict holds it; a borrowed reference, like PyDict_GetItem's */
     Py_DECREF(key);
     return names;
 }
@@ -602,8 +632,10 @@ static PyObject *make_tick(TickReader *self, const Slot *slot) {
     if (names == NULL)
         return NULL;
     PyObject *tick = self->tick_type->tp_alloc(self->tick_type, 0);
-    if (tick == NULL)
+    if (tick == NULL) {
+        Py_DECREF(names);
         return NULL;
+    }
     PyObject *values[TICK_FIELDS];
     values[F_SEQ] = PyLong_FromUnsignedLongLong(slot->begin);
     values[F_PUBLISH] = PyLong_FromLongLong(b->publish_ns);
@@ -611,6 +643,7 @@ static PyObject *make_tick(TickReader *self, const Slot *slot) {
     values[F_MODE] = PyLong_FromLong(b->mode);
     values[F_EXCHANGE] = Py_NewRef(PyTuple_GET_ITEM(names, 0));
     values[F_SYMBOL] = Py_NewRef(PyTuple_GET_ITEM(names, 1));
+    Py_DECREF(names);
     for (int i = 0; i < 7; i++)
         values[F_PRICES + i] = PyFloat_FromDouble(b->prices[i]);
     for (int i = 0; i < 6; i++)
@@ -643,8 +676,10 @@ static PyObject *TickReader_read(TickReader *self, PyObject *const *args, Py_ssi
         return NULL;
     }
     cursor = PyLong_AsUnsignedLongLong(args[0]);
+    if (cursor == (unsigned long long)-1 && PyErr_Occurred())
+        return NULL;
     limit = PyLong_AsSsize_t(args[1]);
-    if (PyErr_Occurred())
+    if (limit == -1 && PyErr_Occurred())
         return NULL;
     if (self->view.buf == NULL) {
         PyErr_SetString(PyExc_ValueError, "TickReader is closed");
@@ -653,9 +688,11 @@ static PyObject *TickReader_read(TickReader *self, PyObject *const *args, Py_ssi
     PyObject *ticks = PyList_New(0);
     if (ticks == NULL)
         return NULL;
-    const char *base = self->view.buf;
     Py_ssize_t consumed = 0;
     for (; consumed < limit; consumed++, cursor++) {
+        const char *base = self->view.buf; /* NULL once closed, which making a Tick (a GC pass) may do */
+        if (base == NULL)
+            break;
         const char *at = base + HEADER_SIZE + (cursor % self->capacity) * SLOT_SIZE;
         if (__atomic_load_n((const uint64_t *)(at + SLOT_END_OFFSET), __ATOMIC_ACQUIRE) != cursor)
             break; /* not written yet, or lapped: RingReader decides */
@@ -687,15 +724,18 @@ static PyObject *TickReader_close(TickReader *self, PyObject *Py_UNUSED(ignored)
 /* Where Tick keeps each field: the offsets of its __slots__ member descriptors. */
 static int tick_offsets(TickReader *self, PyTypeObject *tick_type) {
     for (int i = 0; i < TICK_FIELDS; i++) {
-        PyObject *descr = PyDict_GetItemString(tick_type->tp_dict, tick_fields[i]);
-        if (descr == NULL || !Py_IS_TYPE(descr, &PyMemberDescr_Type)
-            || ((PyMemberDescrObject *)descr)->d_member->type != T_OBJECT_EX
-            || ((PyDescrObject *)descr)->d_type != tick_type) {
+        PyObject *descr = PyObject_GetAttrString((PyObject *)tick_type, tick_fields[i]);
+        int usable = descr != NULL && PyType_HasFeature(tick_type, Py_TPFLAGS_HEAPTYPE)
+            && Py_IS_TYPE(descr, &PyMemberDescr_Type) && ((PyMemberDescrObject *)descr)->d_member->type == T_OBJECT_EX
+            && ((PyDescrObject *)descr)->d_type == tick_type;
+        if (usable)
+            self->offsets[i] = ((PyMemberDescrObject *)descr)->d_member->offset;
+        Py_XDECREF(descr);
+        if (!usable) {
             PyErr_Format(PyExc_ValueError, "Tick has no object slot %s: the compiled reader does not match it",
                          tick_fields[i]);
             return -1;
         }
-        self->offsets[i] = ((PyMemberDescrObject *)descr)->d_member->offset;
     }
     return 0;
 }
@@ -714,7 +754,7 @@ static int TickReader_init(TickReader *self, PyObject *args, PyObject *kwargs) {
     if (names == NULL)
         return -1;
     TickReader_close(self, NULL);
-    if (PyObject_GetBuffer(buf, &self->view, PyBUF_SIMPLE) < 0 || (uint64_t)self->view.len < HEADER_SIZE + capacity * SLOT_SIZE) {
+    if (PyObject_GetBuffer(buf, &self->view, PyBUF_SIMPLE) < 0 || !holds(&self->view, capacity)) {
         if (!PyErr_Occurred())
             PyErr_SetString(PyExc_ValueError, "buffer is smaller than the ring's capacity");
         TickReader_close(self, NULL);
@@ -734,6 +774,7 @@ static int TickReader_traverse(TickReader *self, visitproc visit, void *arg) {
 }
 
 static int TickReader_clear(TickReader *self) {
+    TickReader_close(self, NULL);
     Py_CLEAR(self->names);
     Py_CLEAR(self->tick_type);
     return 0;

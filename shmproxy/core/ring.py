@@ -16,6 +16,8 @@ from __future__ import annotations
 import os
 import threading
 import time
+import weakref
+from typing import Callable
 
 from . import layout
 from .segment import Segment, pid_alive
@@ -95,7 +97,7 @@ class RingWriter:
         try:
             self._tick_writer = TickWriter(
                 buf=segment.buf, fd=segment.fd, capacity=self._capacity, layout=LAYOUT_FACTS, names=names,
-                modes=modes, quote_or_depth=quote_or_depth, mutex=self._mutex, beat=self._locked_beat,
+                modes=modes, quote_or_depth=quote_or_depth, mutex=self._mutex, beat=self._beat_by_reference(),
                 beat_interval_ns=HEARTBEAT_INTERVAL_NS, wake_gap_ns=WAKE_AFTER_GAP_NS,
             )
         except ValueError:  # built for another layout version: a stale build, so stay on the Python path
@@ -146,6 +148,17 @@ class RingWriter:
         if now - self._last_write > WAKE_AFTER_GAP_NS:
             self._waker.wake()  # first record after a lull: readers may be parked
         self._last_write = now
+
+    def _beat_by_reference(self) -> Callable[[int], None]:
+        """:meth:`_locked_beat` without a reference to this writer, so that the compiled path it is
+        given to makes no cycle: a writer dropped without close() is freed (and unmapped) at once."""
+        writer = weakref.ref(self)
+
+        def beat(now: int) -> None:
+            if (alive := writer()) is not None:
+                alive._locked_beat(now)
+
+        return beat
 
     def _locked_beat(self, now: int) -> None:
         self.segment.lock()

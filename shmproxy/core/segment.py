@@ -15,6 +15,7 @@ import os
 import re
 import secrets
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -167,6 +168,7 @@ class Segment:
         self.generation = info.generation
         self.created_ns = info.created_ns
         self.inode = os.fstat(fd).st_ino
+        self._close_fd = weakref.finalize(self, os.close, fd)  # also when dropped without close()
 
     # --- opening ----------------------------------------------------------------------------
     @classmethod
@@ -243,7 +245,7 @@ class Segment:
             return
         self.buf.release()
         self._mmap.close()
-        os.close(self.fd)
+        self._close_fd()
         self.fd = -1
 
     def __enter__(self) -> Segment:

@@ -16,6 +16,7 @@ import ctypes
 import ctypes.util
 import mmap
 import platform
+import weakref
 
 from . import layout
 
@@ -61,6 +62,7 @@ class SequenceWaiter:
         address = _libc.mmap(None, mmap.PAGESIZE, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
         if address not in (None, _MAP_FAILED):
             self._page = address
+            self._unmap = weakref.finalize(self, _libc.munmap, address, mmap.PAGESIZE)  # also without close()
 
     @property
     def available(self) -> bool:
@@ -78,7 +80,7 @@ class SequenceWaiter:
 
     def close(self) -> None:
         if self._page is not None:
-            _libc.munmap(self._page, mmap.PAGESIZE)
+            self._unmap()
             self._page = None
 
 
