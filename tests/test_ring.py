@@ -14,6 +14,8 @@ from shmproxy import SharedMemoryPublisher, SharedMemorySubscriber, Tick
 from shmproxy.core import layout
 from shmproxy.core.segment import read_info, remove_segment
 
+from conftest import run_python, wait_for
+
 pytestmark = pytest.mark.usefixtures("both_paths")  # each test on the compiled and the Python paths
 
 QUOTE = {
@@ -118,8 +120,6 @@ def test_limit_bounds_one_poll(ring_name: str) -> None:
 
 
 def test_wait_times_out_then_wakes_for_another_process(ring_name: str) -> None:
-    from conftest import run_python
-
     with SharedMemoryPublisher(buffer_name=ring_name), SharedMemorySubscriber(ring_name) as sub:
         started = time.monotonic()
         assert sub.wait(timeout=0.05) == []
@@ -158,6 +158,63 @@ def test_async_iteration(ring_name: str) -> None:
     with SharedMemoryPublisher(buffer_name=ring_name) as pub:
         ticks = asyncio.run(asyncio.wait_for(consume(), 20))
     assert [t.ltp for t in ticks] == [0.0, 1.0, 2.0]
+
+
+def _wait_threads() -> int:
+    return sum(t.name == "shmproxy-ring-wait" for t in threading.enumerate())
+
+
+def test_a_cancelled_async_wait_loses_nothing_and_delays_no_later_wait(ring_name: str) -> None:
+    async def scenario(pub: SharedMemoryPublisher) -> tuple[float, list[Tick]]:
+        with SharedMemorySubscriber(ring_name) as sub:
+            waiting = asyncio.ensure_future(sub.wait_async(timeout=10))
+            await asyncio.sleep(0.05)  # parked in its thread for up to 250 ms
+            waiting.cancel()
+            started = time.monotonic()
+            assert await sub.wait_async(timeout=0.02) == []  # not queued behind the cancelled wait
+            waited = time.monotonic() - started
+            pub.publish_market_data("NSE:A", {"ltp": 1.0})
+            return waited, await sub.wait_async(timeout=10)
+
+    with SharedMemoryPublisher(buffer_name=ring_name) as pub:
+        waited, ticks = asyncio.run(asyncio.wait_for(scenario(pub), 20))
+    assert waited < 0.2 and [t.ltp for t in ticks] == [1.0]
+
+
+def test_the_wait_thread_ends_with_its_subscriber_closed_or_dropped(ring_name: str) -> None:
+    async def follow(sub: SharedMemorySubscriber) -> None:
+        assert await sub.wait_async(timeout=0.01) == []
+
+    SharedMemoryPublisher(buffer_name=ring_name).close()
+    before = _wait_threads()
+    closed = SharedMemorySubscriber(ring_name)
+    dropped = SharedMemorySubscriber(ring_name)
+    asyncio.run(follow(closed))
+    asyncio.run(follow(dropped))
+    assert _wait_threads() == before + 2
+    closed.close()
+    del dropped
+    wait_for(lambda: _wait_threads() == before, timeout=5, what="wait threads to end")
+
+
+def test_async_waiting_works_in_a_forked_child(ring_name: str) -> None:
+    code = (
+        "import asyncio, os, sys\n"
+        "from shmproxy import SharedMemoryPublisher, SharedMemorySubscriber\n"
+        "sub = SharedMemorySubscriber(sys.argv[1])\n"
+        "asyncio.run(sub.wait_async(timeout=0.01))  # the parent's wait thread is running\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    with SharedMemoryPublisher(buffer_name=sys.argv[1]) as pub:\n"
+        "        pub.publish_market_data('NSE:CHILD', {'ltp': 1.0})\n"
+        "    ticks = asyncio.run(asyncio.wait_for(sub.wait_async(timeout=5), 10))\n"
+        "    os._exit(0 if [t.symbol for t in ticks] == ['CHILD'] else 1)\n"
+        "_, status = os.waitpid(pid, 0)\n"
+        "print('child exit', os.waitstatus_to_exitcode(status))\n"
+    )
+    SharedMemoryPublisher(buffer_name=ring_name).close()
+    done = run_python(code, ring_name, timeout=30)
+    assert done.returncode == 0 and "child exit 0" in done.stdout, done.stderr
 
 
 def test_ring_is_created_0600_and_described_by_its_header(ring_name: str) -> None:

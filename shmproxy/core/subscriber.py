@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import AsyncIterator
 
@@ -11,6 +10,7 @@ from .ring import RingReader
 from .segment import Segment
 from .settings import Settings
 from .speedups import LAYOUT_FACTS, TickReader, enabled
+from .waitthread import WaitThread
 from .wakeup import SequenceWaiter
 
 # Idle back-off: spin a few polls (a busy ring answers at once), sleep in growing steps, then park
@@ -83,6 +83,7 @@ class SharedMemorySubscriber:
         self._reader = RingReader(self._segment, start)
         self._tick_reader = self._compiled_reader()
         self._waiter = SequenceWaiter(self._segment.fd)
+        self._wait_thread = WaitThread(self._wait_ready)
         self._names = NameDecoder()
         self._lost_before = 0
         self._laps_before = 0
@@ -170,16 +171,16 @@ class SharedMemorySubscriber:
     async def wait_async(self, timeout: float | None = None, limit: int = 4096) -> list[Tick]:
         """Like :meth:`wait`, without blocking the event loop.
 
-        The waiting (spin, short sleeps, futex park) happens in a worker thread that reads
-        nothing, so cancelling this coroutine never loses a tick; the loop does the reading.
+        The waiting (spin, short sleeps, futex park) happens in a thread of this subscriber's
+        (:mod:`~shmproxy.core.waitthread`) that reads nothing, so cancelling this coroutine never
+        loses a tick; the loop does the reading.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        loop = asyncio.get_running_loop()
         while True:
             ticks = self.poll(limit)
             if ticks or _expired(deadline):
                 return ticks
-            await loop.run_in_executor(None, self._wait_ready, _step(deadline))
+            await self._wait_thread.wait(_step(deadline))
             self._check_replaced()
 
     def __aiter__(self) -> AsyncIterator[Tick]:
@@ -237,6 +238,7 @@ class SharedMemorySubscriber:
         """Unmap the ring (which stays in place)."""
         if self._tick_reader is not None:
             self._tick_reader.close()  # lets go of the mapping before the segment unmaps it
+        self._wait_thread.close()
         self._waiter.close()
         self._segment.close()
 
