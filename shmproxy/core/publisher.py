@@ -119,7 +119,8 @@ class SharedMemoryPublisher:
             names = self._names.get((get("exchange"), symbol))
             mode = _MODES.get(get("mode", "default"))
             stamp = get("timestamp")
-            if names is None or mode is None or not (stamp is None or type(stamp) is int and 0 <= stamp <= _MAX_TIMESTAMP_MS):
+            plain_stamp = stamp is None or type(stamp) is int and 0 <= stamp <= _MAX_TIMESTAMP_MS
+            if names is None or mode is None or not plain_stamp:
                 return self._encode_checked(symbol, data)
             if mode is _QUOTE_OR_DEPTH:
                 mode = MODE_DEPTH if "depth" in data else MODE_QUOTE
@@ -146,7 +147,8 @@ class SharedMemoryPublisher:
         if not change and close:
             change = (ltp - close) / close * 100.0
         body = [
-            time.time_ns(), stamp * 1_000_000 if stamp else 0, mode, *names, ltp, opened, high, low, close, average, change,
+            time.time_ns(), stamp * 1_000_000 if stamp else 0, mode, *names,
+            ltp, opened, high, low, close, average, change,
             volume, last_quantity, last_trade_time, oi, buy_quantity, sell_quantity,
         ]
         return body, encode_depth(get("depth") or {}) if mode == MODE_DEPTH else None

@@ -21,9 +21,8 @@ from typing import Callable
 
 from . import layout
 from .segment import Segment, pid_alive
-from .wakeup import WAKE_AFTER_GAP_NS, SequenceWaker
-
 from .speedups import LAYOUT_FACTS, TickWriter, enabled
+from .wakeup import WAKE_AFTER_GAP_NS, SequenceWaker
 
 HEARTBEAT_INTERVAL_NS = 100_000_000  # writer heartbeats (and last-write time) at most every 100 ms
 

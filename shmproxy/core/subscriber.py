@@ -48,7 +48,7 @@ class NameDecoder:
     _LIMIT = 100_000
 
     def __init__(self) -> None:
-        self._cache: dict[tuple[bytes, bytes], tuple[str, str]] = {}
+        self._cache: dict[tuple[int, int, bytes, bytes], tuple[str, str]] = {}
 
     def decode(self, record: tuple) -> tuple[str, str]:
         key = record[4:8]  # lengths and padded names
