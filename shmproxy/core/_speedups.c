@@ -14,6 +14,7 @@
  * Python code to handle.
  *
  * tests/test_speedups.py checks that each path gives what the Python path gives, byte for byte.
+ * After editing this file, run `pip install -e .` again: an editable install keeps the old build.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
