@@ -149,7 +149,6 @@ def test_heartbeat_and_records_count_follow_compiled_writes(ring_name: str) -> N
         entry = read_info(ring_name).writers[0]
         assert pub._writer._tick_writer.records == pub.published - 1
         assert entry.heartbeat_ns > first and 0 < entry.records <= pub.published
-        assert time.time_ns() - entry.heartbeat_ns < 200_000_000
 
 
 def test_a_thread_holding_the_mutex_makes_compiled_publish_wait_its_turn(ring_name: str) -> None:
