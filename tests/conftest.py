@@ -13,6 +13,8 @@ from typing import Callable
 import pytest
 from hypothesis import settings
 
+from shmproxy.core.speedups import PURE_PYTHON_ENV
+
 SHM = Path("/dev/shm")
 
 # CI runs every property test on a fixed set of examples, so a red build is reproducible (and
@@ -37,9 +39,9 @@ def both_paths(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
     Where the compiled paths were not built, the first run is the Python path too.
     """
     if request.param == "python":
-        monkeypatch.setenv("SHMPROXY_PURE_PYTHON", "1")
+        monkeypatch.setenv(PURE_PYTHON_ENV, "1")
     else:
-        monkeypatch.delenv("SHMPROXY_PURE_PYTHON", raising=False)
+        monkeypatch.delenv(PURE_PYTHON_ENV, raising=False)
     return request.param
 
 

@@ -312,8 +312,8 @@ from shmproxy.core.records import Tick
 ring = sys.argv[1]
 """
 
-HOSTILE = {
-    "writer closed by a GC callback while publish encodes": """
+HOSTILE = {  # case: (script, what its output must contain)
+    "writer closed by a GC callback while publish encodes": ("""
 pub = SharedMemoryPublisher(buffer_name=ring)
 pub.publish_market_data("NSE:A", {"ltp": 1.0})
 def close_once(phase, info):
@@ -325,8 +325,8 @@ try:
     pub._compiled("NSE:A", data)  # the name-cache key tuple it builds starts a collection
 except ValueError as err:
     print("refused:", err)
-""",
-    "subscriber closed by a GC callback while read builds ticks": """
+""", "refused: TickWriter is closed"),
+    "subscriber closed by a GC callback while read builds ticks": ("""
 with SharedMemoryPublisher(buffer_name=ring) as pub:
     for i in range(10):
         pub.publish_market_data("NSE:A", {"ltp": float(i)})
@@ -338,8 +338,8 @@ reader = sub._tick_reader
 gc.collect(); gc.callbacks.append(close_once); gc.set_threshold(1)
 ticks, consumed = reader.read(1, 100)
 print("stopped after", consumed)
-""",
-    "a mode whose __hash__ drops it from the dict": """
+""", "stopped after"),
+    "a mode whose __hash__ drops it from the dict": ("""
 class Mode:
     def __hash__(self):
         data.pop("mode", None)
@@ -350,8 +350,8 @@ pub = SharedMemoryPublisher(buffer_name=ring)
 pub.publish_market_data("NSE:A", {"ltp": 1.0})
 data = {"ltp": 2.0, "mode": Mode()}
 print("published", pub.publish_market_data("NSE:A", data))
-""",
-    "a heartbeat that raises keeps its own error and frees the mutex": """
+""", "published 2"),
+    "a heartbeat that raises keeps its own error and frees the mutex": ("""
 import threading
 from shmproxy.core import publisher
 pub = SharedMemoryPublisher(buffer_name=ring)
@@ -368,8 +368,8 @@ try:
 except RuntimeError as err:
     print("raised", err, "locked", mutex.locked())
 tw.close()
-""",
-    "a capacity past the mapping, or a type that is not Tick": """
+""", "raised beat failed locked False"),
+    "a capacity past the mapping, or a type that is not Tick": ("""
 pub = SharedMemoryPublisher(buffer_name=ring)
 for capacity in (2**64 // 448 + 1, pub.segment.capacity + 1):
     try:
@@ -380,24 +380,17 @@ try:
     speedups.TickReader(buf=pub.segment.buf, capacity=16, layout=speedups.LAYOUT_FACTS, tick_type=int)
 except ValueError as err:
     print("refused:", err)
-""",
-}
-
-HOSTILE_EXPECTED = {
-    "writer closed by a GC callback while publish encodes": "refused: TickWriter is closed",
-    "subscriber closed by a GC callback while read builds ticks": "stopped after",
-    "a mode whose __hash__ drops it from the dict": "published 2",
-    "a heartbeat that raises keeps its own error and frees the mutex": "raised beat failed locked False",
-    "a capacity past the mapping, or a type that is not Tick": "refused: buffer is smaller than the ring's capacity\n"
-    "refused: buffer is smaller than the ring's capacity\nrefused: Tick has no object slot seq",
+""", "refused: buffer is smaller than the ring's capacity\n"
+        "refused: buffer is smaller than the ring's capacity\nrefused: Tick has no object slot seq"),
 }
 
 
 @pytest.mark.parametrize("case", list(HOSTILE))
 def test_hostile_callers_get_an_error_never_a_crash(ring_name: str, case: str) -> None:
-    done = run_python(HOSTILE_PRELUDE + HOSTILE[case], ring_name, env={**os.environ, "PYTHONMALLOC": "debug"})
+    script, expected = HOSTILE[case]
+    done = run_python(HOSTILE_PRELUDE + script, ring_name, env={**os.environ, "PYTHONMALLOC": "debug"})
     assert done.returncode == 0, done.stderr[-2000:]
-    assert HOSTILE_EXPECTED[case] in done.stdout, done.stdout
+    assert expected in done.stdout, done.stdout
 
 
 def test_a_publisher_and_subscriber_dropped_without_close_free_their_mapping(ring_name: str, both_paths) -> None:

@@ -233,8 +233,8 @@ static int copy_names(PyObject *names, Body *body) {
 
 /* The exchange and symbol as recorded, from the publisher's name cache: 0 when not cached yet. */
 static int tick_names(TickWriter *self, PyObject *symbol, PyObject *data, Body *body) {
-    PyObject *exchange = PyDict_GetItemWithError(data, k_exchange);
-    if (exchange == NULL && PyErr_Occurred())
+    PyObject *exchange;
+    if (!lookup(data, k_exchange, &exchange))
         return 0;
     PyObject *key = PyTuple_Pack(2, exchange ? exchange : Py_None, symbol);
     if (key == NULL)
@@ -411,10 +411,15 @@ static PyObject *TickWriter_publish(TickWriter *self, PyObject *const *args, Py_
     return PyLong_FromUnsignedLongLong(seq);
 }
 
+/* Let go of the ring's mapping (idempotent): close() on either type. */
+static void release_view(Py_buffer *view) {
+    if (view->buf != NULL)
+        PyBuffer_Release(view);
+    view->buf = NULL;
+}
+
 static PyObject *TickWriter_close(TickWriter *self, PyObject *Py_UNUSED(ignored)) {
-    if (self->view.buf != NULL)
-        PyBuffer_Release(&self->view);
-    self->view.buf = NULL;
+    release_view(&self->view);
     Py_RETURN_NONE;
 }
 
@@ -716,9 +721,7 @@ static PyObject *TickReader_read(TickReader *self, PyObject *const *args, Py_ssi
 }
 
 static PyObject *TickReader_close(TickReader *self, PyObject *Py_UNUSED(ignored)) {
-    if (self->view.buf != NULL)
-        PyBuffer_Release(&self->view);
-    self->view.buf = NULL;
+    release_view(&self->view);
     Py_RETURN_NONE;
 }
 
